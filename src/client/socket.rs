@@ -1,0 +1,404 @@
+//! The live connection in the browser: one WebSocket per tab, shared by every component.
+//!
+//! It reconnects by itself with jittered exponential backoff, resubscribes each
+//! topic from the last offset it delivered (so nothing is missed and nothing is
+//! delivered twice), and re-sends every publish not yet acknowledged under its
+//! original id, which the server recognises and does not store twice.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::protocol::{ClientFrame, Resume, ServerFrame};
+use crate::components::connection::ConnState;
+
+/// Client heartbeat: a ping this often, and the socket is taken for dead after this
+/// long without hearing anything.
+const PING_EVERY: Duration = Duration::from_secs(10);
+const SILENCE_LIMIT_MS: f64 = 25_000.0;
+const BACKOFF_BASE_MS: f64 = 500.0;
+const BACKOFF_MAX_MS: f64 = 30_000.0;
+
+type Handler = Rc<dyn Fn(&ServerFrame)>;
+
+struct Subscription {
+    resume: Option<Resume>,
+    handler: Handler,
+}
+
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let _ = self.ws.close();
+    }
+}
+
+struct Live {
+    name: RefCell<Option<String>>,
+    status: Cell<Option<RwSignal<ConnState>>>,
+    started: Cell<bool>,
+    socket: RefCell<Option<Socket>>,
+    open: Cell<bool>,
+    subscriptions: RefCell<HashMap<String, Subscription>>,
+    /// Publishes not yet acknowledged, in the order they were made.
+    outbox: RefCell<Vec<ClientFrame>>,
+    attempt: Cell<u32>,
+    next_request: Cell<u64>,
+    last_heard: Cell<f64>,
+    generation: Cell<u64>,
+}
+
+thread_local! {
+    static LIVE: RefCell<Option<Rc<Live>>> = const { RefCell::new(None) };
+}
+
+fn live() -> Option<Rc<Live>> {
+    LIVE.with(|l| l.borrow().clone())
+}
+
+/// The tab's connection state, created on first use; `start` opens the socket.
+fn live_or_init() -> Rc<Live> {
+    LIVE.with(|l| {
+        l.borrow_mut()
+            .get_or_insert_with(|| {
+                Rc::new(Live {
+                    name: RefCell::new(None),
+                    status: Cell::new(None),
+                    started: Cell::new(false),
+                    socket: RefCell::new(None),
+                    open: Cell::new(false),
+                    subscriptions: RefCell::new(HashMap::new()),
+                    outbox: RefCell::new(Vec::new()),
+                    attempt: Cell::new(0),
+                    next_request: Cell::new(1),
+                    last_heard: Cell::new(now_ms()),
+                    generation: Cell::new(0),
+                })
+            })
+            .clone()
+    })
+}
+
+impl Live {
+    fn set_status(&self, state: ConnState) {
+        if let Some(status) = self.status.get() {
+            status.set(state);
+        }
+    }
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// A random id for a publish: 104 bits, enough never to collide in one room.
+pub fn random_id() -> String {
+    let a = (js_sys::Math::random() * 9007199254740992.0) as u64;
+    let b = (js_sys::Math::random() * 9007199254740992.0) as u64;
+    format!("{a:013x}{b:013x}")
+}
+
+fn ws_url(name: Option<&str>) -> Option<String> {
+    let location = window().location();
+    let protocol = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
+    let host = location.host().ok()?;
+    Some(match name {
+        Some(name) => format!("{protocol}://{host}/ws?name={}", String::from(js_sys::encode_uri_component(name))),
+        None => format!("{protocol}://{host}/ws"),
+    })
+}
+
+/// Open the tab's connection, or reopen it under another display name (keeping its
+/// subscriptions and unacknowledged publishes).
+pub fn start(name: Option<String>, status: RwSignal<ConnState>) {
+    let live = live_or_init();
+    live.status.set(Some(status));
+    if live.started.get() && *live.name.borrow() == name {
+        return;
+    }
+    *live.name.borrow_mut() = name;
+    live.started.set(true);
+    watch_network();
+    start_heartbeat();
+    drop_socket_and_reconnect(&live);
+}
+
+fn connect(live: &Rc<Live>) {
+    if !window().navigator().on_line() {
+        live.set_status(ConnState::Offline);
+        return;
+    }
+    let Some(url) = ws_url(live.name.borrow().as_deref()) else { return };
+    let Ok(ws) = WebSocket::new(&url) else {
+        schedule_reconnect(live);
+        return;
+    };
+    live.generation.set(live.generation.get() + 1);
+    let generation = live.generation.get();
+    live.set_status(if live.attempt.get() == 0 { ConnState::Connecting } else { ConnState::Reconnecting });
+
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        if let Some(live) = current(generation) {
+            live.open.set(true);
+            live.attempt.set(0);
+            live.last_heard.set(now_ms());
+            live.set_status(ConnState::Connected);
+            resume_all(&live);
+        }
+    });
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(live) = current(generation) else { return };
+        live.last_heard.set(now_ms());
+        let Some(text) = event.data().as_string() else { return };
+        match serde_json::from_str::<ServerFrame>(&text) {
+            Ok(frame) => dispatch(&live, frame),
+            Err(error) => leptos::logging::warn!("unreadable frame: {error}"),
+        }
+    });
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
+        if let Some(live) = current(generation) {
+            live.open.set(false);
+            live.socket.borrow_mut().take();
+            schedule_reconnect(&live);
+        }
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    *live.socket.borrow_mut() = Some(Socket { ws, _on_open: on_open, _on_message: on_message, _on_close: on_close });
+}
+
+/// The live connection, if `generation` is still its current socket.
+fn current(generation: u64) -> Option<Rc<Live>> {
+    live().filter(|l| l.generation.get() == generation)
+}
+
+fn schedule_reconnect(live: &Rc<Live>) {
+    live.open.set(false);
+    if !window().navigator().on_line() {
+        live.set_status(ConnState::Offline);
+        return;
+    }
+    let attempt = live.attempt.get();
+    live.attempt.set(attempt.saturating_add(1));
+    let ceiling = (BACKOFF_BASE_MS * 2f64.powi(attempt.min(16) as i32)).min(BACKOFF_MAX_MS);
+    // Full jitter between half and all of the ceiling, so tabs do not return in lockstep.
+    let delay = ceiling * (0.5 + js_sys::Math::random() * 0.5);
+    live.set_status(ConnState::Reconnecting);
+    let generation = live.generation.get();
+    set_timeout(
+        move || {
+            if let Some(live) = current(generation) {
+                if !live.open.get() && live.socket.borrow().is_none() {
+                    connect(&live);
+                }
+            }
+        },
+        Duration::from_millis(delay as u64),
+    );
+}
+
+fn drop_socket_and_reconnect(live: &Rc<Live>) {
+    live.socket.borrow_mut().take();
+    live.open.set(false);
+    live.attempt.set(0);
+    connect(live);
+}
+
+fn watch_network() {
+    thread_local! { static WATCHING: Cell<bool> = const { Cell::new(false) }; }
+    if WATCHING.with(|w| w.replace(true)) {
+        return;
+    }
+    let on_offline = Closure::<dyn FnMut()>::new(|| {
+        if let Some(live) = live() {
+            live.socket.borrow_mut().take();
+            live.open.set(false);
+            live.set_status(ConnState::Offline);
+        }
+    });
+    let on_online = Closure::<dyn FnMut()>::new(|| {
+        if let Some(live) = live() {
+            drop_socket_and_reconnect(&live);
+        }
+    });
+    let window = window();
+    let _ = window.add_event_listener_with_callback("offline", on_offline.as_ref().unchecked_ref());
+    let _ = window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+    // Both listeners live as long as the page.
+    on_offline.forget();
+    on_online.forget();
+}
+
+fn start_heartbeat() {
+    thread_local! { static BEATING: Cell<bool> = const { Cell::new(false) }; }
+    if BEATING.with(|b| b.replace(true)) {
+        return;
+    }
+    set_interval(
+        || {
+            let Some(live) = live() else { return };
+            if !live.open.get() {
+                return;
+            }
+            if now_ms() - live.last_heard.get() > SILENCE_LIMIT_MS {
+                // The server went quiet: the connection is dead even if the browser has not noticed.
+                drop_socket_and_reconnect(&live);
+                return;
+            }
+            let id = request_id(&live);
+            send(&live, &ClientFrame::Ping { id });
+        },
+        PING_EVERY,
+    );
+}
+
+fn request_id(live: &Live) -> String {
+    let id = live.next_request.get();
+    live.next_request.set(id + 1);
+    format!("r{id}")
+}
+
+fn send(live: &Live, frame: &ClientFrame) -> bool {
+    if !live.open.get() {
+        return false;
+    }
+    let Ok(text) = serde_json::to_string(frame) else { return false };
+    match live.socket.borrow().as_ref() {
+        Some(socket) => socket.ws.send_with_str(&text).is_ok(),
+        None => false,
+    }
+}
+
+fn resume_all(live: &Rc<Live>) {
+    let frames: Vec<ClientFrame> = live
+        .subscriptions
+        .borrow()
+        .iter()
+        .map(|(topic, sub)| ClientFrame::Subscribe {
+            id: format!("sub-{topic}"),
+            topic: topic.clone(),
+            resume: sub.resume.clone(),
+        })
+        .collect();
+    for frame in frames {
+        send(live, &frame);
+    }
+    let outbox = live.outbox.borrow().clone();
+    for frame in outbox {
+        send(live, &frame);
+    }
+}
+
+fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
+    let topic = match &frame {
+        ServerFrame::Message { topic, message } => {
+            if let Some(sub) = live.subscriptions.borrow_mut().get_mut(topic) {
+                if let Some(resume) = sub.resume.as_mut() {
+                    if message.offset <= resume.offset {
+                        return; // Seen already.
+                    }
+                    resume.offset = message.offset;
+                }
+            }
+            topic.clone()
+        }
+        ServerFrame::Subscribed { topic, epoch, head, .. } | ServerFrame::Reset { topic, epoch, head, .. } => {
+            if let Some(sub) = live.subscriptions.borrow_mut().get_mut(topic) {
+                let reset = matches!(frame, ServerFrame::Reset { .. });
+                if !epoch.is_empty() && (reset || sub.resume.is_none()) {
+                    sub.resume = Some(Resume { epoch: epoch.clone(), offset: *head });
+                }
+            }
+            topic.clone()
+        }
+        ServerFrame::Ack { id, topic, .. } => {
+            live.outbox.borrow_mut().retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
+            topic.clone()
+        }
+        ServerFrame::History { topic, .. } | ServerFrame::Room { topic, .. } => topic.clone(),
+        ServerFrame::Error { id: Some(id), .. } => {
+            // A publish the server refused for good is not retried.
+            let refused = live.outbox.borrow().iter().find_map(|f| match f {
+                ClientFrame::Publish { id: pid, topic, .. } if pid == id => Some(topic.clone()),
+                _ => None,
+            });
+            match refused {
+                Some(topic) => {
+                    live.outbox.borrow_mut().retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
+                    topic
+                }
+                None => return,
+            }
+        }
+        _ => return,
+    };
+    let handler = live.subscriptions.borrow().get(&topic).map(|s| s.handler.clone());
+    if let Some(handler) = handler {
+        handler(&frame);
+    }
+}
+
+/// Follow a topic. With `resume`, the server first sends everything after it.
+pub fn subscribe(topic: &str, resume: Option<Resume>, handler: impl Fn(&ServerFrame) + 'static) {
+    let live = live_or_init();
+    live.subscriptions
+        .borrow_mut()
+        .insert(topic.to_owned(), Subscription { resume: resume.clone(), handler: Rc::new(handler) });
+    send(&live, &ClientFrame::Subscribe { id: format!("sub-{topic}"), topic: topic.to_owned(), resume });
+}
+
+pub fn unsubscribe(topic: &str) {
+    let Some(live) = live() else { return };
+    if live.subscriptions.borrow_mut().remove(topic).is_some() {
+        let id = request_id(&live);
+        send(&live, &ClientFrame::Unsubscribe { id, topic: topic.to_owned() });
+    }
+}
+
+/// Post a message; it is kept and re-sent until the server acknowledges it. Returns its id.
+pub fn publish(topic: &str, text: String) -> String {
+    let id = random_id();
+    let frame = ClientFrame::Publish { id: id.clone(), topic: topic.to_owned(), text };
+    let live = live_or_init();
+    live.outbox.borrow_mut().push(frame.clone());
+    send(&live, &frame);
+    id
+}
+
+/// Ask for older messages; the answer reaches the topic's handler as a `History` frame.
+pub fn request_history(topic: &str, before: Option<u64>) -> bool {
+    let Some(live) = live() else { return false };
+    let id = request_id(&live);
+    send(&live, &ClientFrame::History { id, topic: topic.to_owned(), before, limit: None })
+}
+
+const NAME_KEY: &str = "switchboard.name";
+
+/// The display name this browser chose before, if any.
+pub fn stored_name() -> Option<String> {
+    let storage = window().local_storage().ok().flatten()?;
+    storage.get_item(NAME_KEY).ok().flatten().and_then(|n| crate::protocol::clean_display_name(&n))
+}
+
+pub fn store_name(name: &str) {
+    if let Some(storage) = window().local_storage().ok().flatten() {
+        let _ = storage.set_item(NAME_KEY, name);
+    }
+}

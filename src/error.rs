@@ -1,0 +1,46 @@
+//! The error type of every server function, shown to the user as it is.
+
+use serde::{Deserialize, Serialize};
+use server_fn::codec::JsonEncoding;
+use server_fn::error::{FromServerFnError, ServerFnErrorErr};
+
+use leptos::server_fn;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the server could not do that: {0}")]
+    Server(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Server(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::server::chat::ChatError> for AppError {
+    fn from(error: crate::server::chat::ChatError) -> Self {
+        use crate::server::chat::ChatError;
+        use crate::server::store::StoreError;
+        match error {
+            ChatError::UnknownRoom(room) => AppError::NotFound(format!("no room is named {room:?}")),
+            ChatError::BadRoomName => AppError::Invalid(error.to_string()),
+            ChatError::Store(StoreError::RoomExists(room)) => {
+                AppError::Conflict(format!("a room named {room:?} exists already"))
+            }
+            other => {
+                tracing::error!(error = %other, "server function failed");
+                AppError::Server("internal error".into())
+            }
+        }
+    }
+}

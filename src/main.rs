@@ -1,0 +1,35 @@
+//! The `switchboard` binary: serves the app.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard::server::config::{Cli, Command};
+use switchboard::server::{shutdown_signal, Server};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let server = match Server::bind(cli.serve).await {
+                Ok(server) => server,
+                Err(error) => {
+                    tracing::error!("{error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!("listening on http://{}", server.local_addr());
+            if let Err(error) = server.serve(shutdown_signal()).await {
+                tracing::error!("{error}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

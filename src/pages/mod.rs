@@ -1,0 +1,3 @@
+//! Pages, one feature per module.
+
+pub mod chat;

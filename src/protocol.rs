@@ -1,0 +1,322 @@
+//! The wire types of the `/ws` protocol, shared by the server and the browser.
+//!
+//! Every frame is one JSON object in one WebSocket text frame, tagged by its
+//! `"type"`. `docs/protocol.md` is the prose contract for these types; a change
+//! here is a change there.
+
+use serde::{Deserialize, Serialize};
+
+/// The room every installation has, and the one the tutorial's `/ws/chat/` talks to.
+pub const LOBBY: &str = "lobby";
+/// How many messages a room shows when it is opened, and a page of older ones.
+pub const HISTORY_PAGE: u32 = 50;
+/// The most messages one `history` request may ask for.
+pub const HISTORY_MAX: u32 = 200;
+/// The longest chat message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// The longest request id a client may choose, in bytes.
+pub const MAX_ID_BYTES: usize = 64;
+/// The longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// The longest room name, in bytes.
+pub const MAX_ROOM_BYTES: usize = 32;
+
+/// One stored chat message, as every client sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Position in the room's history: strictly increasing, starting at 1.
+    pub offset: u64,
+    /// The id the publisher chose; a retry with the same id is not stored twice.
+    pub id: String,
+    pub author: String,
+    pub text: String,
+    /// When the server accepted it, in milliseconds since the Unix epoch.
+    pub ts: i64,
+}
+
+/// A room as listed on the page.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: String,
+    /// Changes only when the room's history is reset; offsets of one epoch mean nothing in another.
+    pub epoch: String,
+}
+
+/// Where a client left a durable topic: the server sends what came after.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+/// Frames a client sends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Start receiving a topic's events; with `resume`, first every event after it.
+    Subscribe {
+        id: String,
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
+    },
+    Unsubscribe {
+        id: String,
+        topic: String,
+    },
+    /// Post a chat message. `id` is the idempotency key: choose it at random, keep it for retries.
+    Publish {
+        id: String,
+        topic: String,
+        text: String,
+    },
+    /// Older messages: those before `before` (or the latest when absent), oldest first.
+    History {
+        id: String,
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    Ping {
+        id: String,
+    },
+}
+
+impl ClientFrame {
+    /// The frame types a client may send, as spelled on the wire.
+    pub const TYPES: [&'static str; 5] = ["subscribe", "unsubscribe", "publish", "history", "ping"];
+}
+
+/// Frames the server sends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame on every connection.
+    Welcome {
+        name: String,
+        heartbeat_ms: u64,
+        max_frame_bytes: usize,
+    },
+    /// The subscription is live. `head` is the room's last offset when it started.
+    Subscribed {
+        id: String,
+        topic: String,
+        epoch: String,
+        head: u64,
+    },
+    Unsubscribed {
+        id: String,
+        topic: String,
+    },
+    /// A chat message, live or replayed.
+    Message {
+        topic: String,
+        #[serde(flatten)]
+        message: ChatMessage,
+    },
+    History {
+        id: String,
+        topic: String,
+        epoch: String,
+        messages: Vec<ChatMessage>,
+        /// Whether there are messages older than the first one here.
+        more: bool,
+    },
+    /// The publish `id` is durable at `offset`. `duplicate`: it was stored by an earlier try.
+    Ack {
+        id: String,
+        topic: String,
+        offset: u64,
+        duplicate: bool,
+    },
+    /// A resume could not be honoured (the epoch changed): drop what you hold and reload.
+    Reset {
+        id: String,
+        topic: String,
+        epoch: String,
+        head: u64,
+    },
+    /// A room was created.
+    Room {
+        topic: String,
+        room: RoomInfo,
+    },
+    Pong {
+        id: String,
+    },
+    Error {
+        #[serde(default)]
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Stable error codes. Clients match on these, never on the message text.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON.
+    Malformed,
+    /// The frame's `type` is none this server knows.
+    UnknownType,
+    /// A field is missing or has the wrong type or value.
+    InvalidField,
+    /// The frame is larger than the configured limit.
+    TooLarge,
+    /// A binary frame where only text frames are spoken.
+    BinaryFrame,
+    /// A message with no text.
+    EmptyMessage,
+    /// A message longer than the limit.
+    MessageTooLong,
+    /// The topic names no room that exists.
+    UnknownRoom,
+    /// The topic is not of a known form.
+    UnknownTopic,
+    /// The server could not do it; the request may be retried.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "malformed",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BinaryFrame => "binary_frame",
+            ErrorCode::EmptyMessage => "empty_message",
+            ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::UnknownRoom => "unknown_room",
+            ErrorCode::UnknownTopic => "unknown_topic",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// WebSocket close codes the server uses, beyond the standard ones.
+pub mod close {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down; reconnect later.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame over the hard size limit; the stream cannot be resynchronised.
+    pub const TOO_BIG: u16 = 1009;
+    /// The client did not read fast enough and its queue filled up; reconnect and resume.
+    pub const SLOW_CONSUMER: u16 = 4001;
+    /// Nothing was heard from the client within the idle timeout.
+    pub const IDLE_TIMEOUT: u16 = 4002;
+}
+
+/// A topic, parsed from its wire name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `chat:<room>`: a room's messages. Durable: offsets, resume.
+    Chat(String),
+    /// `rooms`: rooms being created.
+    Rooms,
+}
+
+impl Topic {
+    pub fn parse(name: &str) -> Option<Topic> {
+        if name == "rooms" {
+            return Some(Topic::Rooms);
+        }
+        let room = name.strip_prefix("chat:")?;
+        valid_room_name(room).then(|| Topic::Chat(room.to_owned()))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Topic::Chat(room) => chat_topic(room),
+            Topic::Rooms => "rooms".to_owned(),
+        }
+    }
+}
+
+pub fn chat_topic(room: &str) -> String {
+    format!("chat:{room}")
+}
+
+/// Room names are short slugs so that they read well in URLs: `a-z`, `0-9`, `-`, `_`.
+pub fn valid_room_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ROOM_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A display name is 1 to 32 characters after trimming, with no control characters.
+pub fn clean_display_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    (chars > 0 && chars <= MAX_NAME_CHARS && !name.chars().any(char::is_control))
+        .then(|| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_round_trip_through_their_wire_spelling() {
+        let frame: ClientFrame = serde_json::from_str(
+            r#"{"type":"subscribe","id":"1","topic":"chat:lobby","resume":{"epoch":"e","offset":7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Subscribe {
+                id: "1".into(),
+                topic: "chat:lobby".into(),
+                resume: Some(Resume { epoch: "e".into(), offset: 7 })
+            }
+        );
+        let text = serde_json::to_string(&frame).unwrap();
+        assert_eq!(serde_json::from_str::<ClientFrame>(&text).unwrap(), frame);
+    }
+
+    #[test]
+    fn message_frames_are_flat() {
+        let frame = ServerFrame::Message {
+            topic: "chat:lobby".into(),
+            message: ChatMessage { offset: 3, id: "x".into(), author: "a".into(), text: "<b>".into(), ts: 5 },
+        };
+        let value: serde_json::Value = serde_json::to_value(&frame).unwrap();
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["offset"], 3);
+        assert_eq!(value["text"], "<b>");
+        assert_eq!(serde_json::from_value::<ServerFrame>(value).unwrap(), frame);
+    }
+
+    #[test]
+    fn error_codes_serialize_as_their_stable_names() {
+        for code in [ErrorCode::Malformed, ErrorCode::TooLarge, ErrorCode::UnknownRoom, ErrorCode::Internal] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn topics_parse_only_valid_room_names() {
+        assert_eq!(Topic::parse("chat:lobby"), Some(Topic::Chat("lobby".into())));
+        assert_eq!(Topic::parse("rooms"), Some(Topic::Rooms));
+        assert_eq!(Topic::parse("chat:"), None);
+        assert_eq!(Topic::parse("chat:Lobby"), None);
+        assert_eq!(Topic::parse("chat:a b"), None);
+        assert_eq!(Topic::parse("map:lobby"), None);
+        assert_eq!(Topic::parse(&format!("chat:{}", "a".repeat(33))), None);
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_bounded() {
+        assert_eq!(clean_display_name("  ada "), Some("ada".into()));
+        assert_eq!(clean_display_name("   "), None);
+        assert_eq!(clean_display_name("a\u{7}b"), None);
+        assert_eq!(clean_display_name(&"é".repeat(32)), Some("é".repeat(32)));
+        assert_eq!(clean_display_name(&"é".repeat(33)), None);
+    }
+}

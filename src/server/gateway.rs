@@ -1,0 +1,545 @@
+//! The gateway: one task per WebSocket, turning frames into hub and chat calls and
+//! hub events back into frames.
+//!
+//! The task owns its socket and selects over: the server shutting down, the hub
+//! kicking it (its queue filled up), replies to its publishes becoming durable,
+//! events queued for it, frames from the client, and the heartbeat. Queued events
+//! are written in batches with a single flush. Every write has a deadline, so a peer
+//! that stops reading cannot hold the task forever.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::chat::{encode, Chat};
+use super::hub::{Event, Hub, Peer};
+use super::seed;
+use super::AppState;
+use crate::protocol::{
+    close, ClientFrame, ErrorCode, Resume, ServerFrame, Topic, HISTORY_MAX, HISTORY_PAGE,
+    LOBBY, MAX_ID_BYTES, MAX_MESSAGE_CHARS,
+};
+
+/// Events written per flush at most.
+const WRITE_BATCH: usize = 64;
+/// Publishes awaiting durability per connection; past this the connection stops reading.
+const MAX_PENDING: usize = 64;
+/// How long one write may take before the peer is taken for dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages replayed per store read on resume.
+const REPLAY_PAGE: u32 = 500;
+
+/// Which protocol a socket speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The app's own protocol on `/ws`.
+    Web,
+    /// The tutorial's `/ws/chat/`.
+    SeedChat,
+}
+
+/// A frame rejected before it reached any handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub id: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Rejection {
+        Rejection { id, code, message: message.into() }
+    }
+}
+
+/// The request id of a frame, if it has a usable one.
+fn request_id(value: &serde_json::Value) -> Option<String> {
+    value
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|id| id.len() <= MAX_ID_BYTES)
+        .map(str::to_owned)
+}
+
+/// Decode one text frame of the web protocol, telling apart every way it can be wrong.
+pub fn decode(text: &str) -> Result<ClientFrame, Rejection> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Rejection::new(None, ErrorCode::Malformed, format!("the frame is not JSON: {e}")))?;
+    let id = request_id(&value);
+    let Some(object) = value.as_object() else {
+        return Err(Rejection::new(None, ErrorCode::InvalidField, "a frame is a JSON object"));
+    };
+    let Some(kind) = object.get("type").and_then(serde_json::Value::as_str) else {
+        return Err(Rejection::new(id, ErrorCode::InvalidField, "missing string field `type`"));
+    };
+    if !ClientFrame::TYPES.contains(&kind) {
+        return Err(Rejection::new(id, ErrorCode::UnknownType, format!("unknown frame type {kind:?}")));
+    }
+    match object.get("id") {
+        Some(serde_json::Value::String(s)) if s.is_empty() || s.len() > MAX_ID_BYTES => {
+            return Err(Rejection::new(None, ErrorCode::InvalidField, "`id` must be 1 to 64 bytes"));
+        }
+        _ => {}
+    }
+    serde_json::from_value(value).map_err(|e| Rejection::new(id, ErrorCode::InvalidField, e.to_string()))
+}
+
+/// Check a chat message's text: not blank, not too long.
+pub fn check_text(text: &str) -> Result<(), (ErrorCode, String)> {
+    if text.trim().is_empty() {
+        return Err((ErrorCode::EmptyMessage, "the message is empty".into()));
+    }
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        return Err((ErrorCode::MessageTooLong, format!("a message has at most {MAX_MESSAGE_CHARS} characters")));
+    }
+    Ok(())
+}
+
+type Reply = Pin<Box<dyn Future<Output = Option<String>> + Send>>;
+
+/// Why a connection ended, for the log.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    ServerShutdown,
+    SlowConsumer,
+    IdleTimeout,
+    WriteFailed,
+    TooBig,
+}
+
+struct Connection {
+    socket: WebSocket,
+    dialect: Dialect,
+    name: String,
+    peer: Arc<Peer>,
+    events: mpsc::Receiver<Arc<Event>>,
+    /// Topics subscribed to, with the last offset delivered in each durable one.
+    subscriptions: HashMap<Arc<str>, u64>,
+    pending: FuturesUnordered<Reply>,
+    hub: Arc<Hub>,
+    chat: Arc<Chat>,
+    max_frame_bytes: usize,
+}
+
+/// Serve one upgraded socket until it closes.
+pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, name: String) {
+    let (peer, events) = state.hub.connect(state.config.queue_frames);
+    let mut conn = Connection {
+        socket,
+        dialect,
+        name,
+        peer: peer.clone(),
+        events,
+        subscriptions: HashMap::new(),
+        pending: FuturesUnordered::new(),
+        hub: state.hub.clone(),
+        chat: state.chat.clone(),
+        max_frame_bytes: state.config.max_frame_bytes,
+    };
+    let end = conn.serve(&state).await;
+    tracing::debug!(peer = peer.id(), ?end, "connection ended");
+    state.hub.disconnect(&peer);
+}
+
+impl Connection {
+    async fn serve(&mut self, state: &AppState) -> End {
+        let heartbeat_every = state.config.heartbeat();
+        let idle_timeout = state.config.idle_timeout();
+        match self.dialect {
+            Dialect::Web => {
+                let welcome = ServerFrame::Welcome {
+                    name: self.name.clone(),
+                    heartbeat_ms: heartbeat_every.as_millis() as u64,
+                    max_frame_bytes: self.max_frame_bytes,
+                };
+                if self.send_frame(&welcome).await.is_err() {
+                    return End::WriteFailed;
+                }
+            }
+            Dialect::SeedChat => {
+                let topic = self.hub.subscribe(seed::CHAT_TOPIC, &self.peer);
+                self.subscriptions.insert(topic, 0);
+            }
+        }
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let shutdown = state.shutdown.clone();
+        let peer = self.peer.clone();
+
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break End::ServerShutdown,
+                _ = peer.kicked() => break End::SlowConsumer,
+                Some(reply) = self.pending.next(), if !self.pending.is_empty() => {
+                    if let Some(text) = reply {
+                        if self.send_text(text).await.is_err() {
+                            break End::WriteFailed;
+                        }
+                    }
+                }
+                event = self.events.recv() => {
+                    let Some(event) = event else { break End::ServerShutdown };
+                    if self.forward(event).await.is_err() {
+                        break End::WriteFailed;
+                    }
+                }
+                message = self.socket.recv(), if self.pending.len() < MAX_PENDING => {
+                    last_heard = Instant::now();
+                    match message {
+                        None => break End::ClientClosed,
+                        Some(Err(error)) => {
+                            tracing::debug!(%error, "websocket read failed");
+                            break if is_capacity_error(&error) { End::TooBig } else { End::ClientClosed };
+                        }
+                        Some(Ok(message)) => match self.on_message(message).await {
+                            Ok(true) => {}
+                            Ok(false) => break End::ClientClosed,
+                            Err(()) => break End::WriteFailed,
+                        },
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > idle_timeout {
+                        break End::IdleTimeout;
+                    }
+                    if self.write(Message::Ping(Default::default())).await.is_err() {
+                        break End::WriteFailed;
+                    }
+                }
+            }
+        };
+        let (code, reason) = match end {
+            End::ServerShutdown => (close::GOING_AWAY, "server shutting down"),
+            End::SlowConsumer => (close::SLOW_CONSUMER, "slow consumer: reconnect and resume"),
+            End::IdleTimeout => (close::IDLE_TIMEOUT, "nothing heard within the idle timeout"),
+            End::TooBig => (close::TOO_BIG, "frame over the hard size limit"),
+            End::ClientClosed | End::WriteFailed => return end,
+        };
+        // Replies already durable still go out before the close frame.
+        if matches!(end, End::ServerShutdown) {
+            while let Some(reply) = self.pending.next().await {
+                if let Some(text) = reply {
+                    let _ = self.send_text(text).await;
+                }
+            }
+        }
+        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(Message::Close(Some(frame)))).await;
+        end
+    }
+
+    /// Write one message with a deadline.
+    async fn write(&mut self, message: Message) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), ()> {
+        self.write(Message::Text(text.into())).await
+    }
+
+    async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), ()> {
+        self.send_text(serde_json::to_string(frame).unwrap_or_default()).await
+    }
+
+    async fn send_error(&mut self, id: Option<String>, code: ErrorCode, message: &str) -> Result<(), ()> {
+        match self.dialect {
+            Dialect::Web => {
+                self.send_frame(&ServerFrame::Error { id, code, message: message.to_owned() }).await
+            }
+            Dialect::SeedChat => self.send_text(seed::encode_error(code, message)).await,
+        }
+    }
+
+    /// Whether this connection still wants `event`; moves its topic's offset on.
+    fn wants(&mut self, event: &Event) -> bool {
+        match self.subscriptions.get_mut(&*event.topic) {
+            None => false,
+            Some(_) if event.offset == 0 => true,
+            Some(last) if event.offset <= *last => false,
+            Some(last) => {
+                *last = event.offset;
+                true
+            }
+        }
+    }
+
+    /// Write `first` and whatever else is queued, with one flush.
+    async fn forward(&mut self, first: Arc<Event>) -> Result<(), ()> {
+        let mut batch = Vec::with_capacity(8);
+        batch.push(first);
+        while batch.len() < WRITE_BATCH {
+            match self.events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|event| self.wants(event));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let socket = &mut self.socket;
+        let send = async {
+            for event in &batch {
+                let text = Utf8Bytes::try_from(event.frame.clone()).map_err(axum::Error::new)?;
+                socket.feed(Message::Text(text)).await?;
+            }
+            socket.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, send).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// Handle one frame from the client. `Ok(false)`: the client closed.
+    async fn on_message(&mut self, message: Message) -> Result<bool, ()> {
+        match message {
+            Message::Text(text) => {
+                if text.len() > self.max_frame_bytes {
+                    let id = serde_json::from_str::<serde_json::Value>(&text).ok().as_ref().and_then(request_id);
+                    let limit = self.max_frame_bytes;
+                    self.send_error(id, ErrorCode::TooLarge, &format!("frames are limited to {limit} bytes"))
+                        .await?;
+                    return Ok(true);
+                }
+                match self.dialect {
+                    Dialect::Web => self.on_web_frame(&text).await?,
+                    Dialect::SeedChat => self.on_seed_chat(&text).await?,
+                }
+                Ok(true)
+            }
+            Message::Binary(_) => {
+                self.send_error(None, ErrorCode::BinaryFrame, "only text frames are accepted").await?;
+                Ok(true)
+            }
+            Message::Ping(_) | Message::Pong(_) => Ok(true),
+            Message::Close(_) => Ok(false),
+        }
+    }
+
+    async fn on_web_frame(&mut self, text: &str) -> Result<(), ()> {
+        let frame = match decode(text) {
+            Ok(frame) => frame,
+            Err(r) => return self.send_error(r.id, r.code, &r.message).await,
+        };
+        match frame {
+            ClientFrame::Ping { id } => self.send_frame(&ServerFrame::Pong { id }).await,
+            ClientFrame::Subscribe { id, topic, resume } => self.subscribe(id, topic, resume).await,
+            ClientFrame::Unsubscribe { id, topic } => {
+                self.hub.unsubscribe(&topic, &self.peer);
+                self.subscriptions.remove(topic.as_str());
+                self.send_frame(&ServerFrame::Unsubscribed { id, topic }).await
+            }
+            ClientFrame::History { id, topic, before, limit } => {
+                let Some(room) = self.chat_room(&id, &topic).await? else { return Ok(()) };
+                let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_MAX);
+                match self.chat.store().messages_before(room.id, before, limit).await {
+                    Ok((messages, more)) => {
+                        let frame = ServerFrame::History { id, topic, epoch: room.epoch, messages, more };
+                        self.send_frame(&frame).await
+                    }
+                    Err(error) => self.internal_error(id, &error).await,
+                }
+            }
+            ClientFrame::Publish { id, topic, text } => {
+                let Some(room) = self.chat_room(&id, &topic).await? else { return Ok(()) };
+                if let Err((code, message)) = check_text(&text) {
+                    return self.send_error(Some(id), code, &message).await;
+                }
+                self.queue_publish(room.name, id, Some(topic), text);
+                Ok(())
+            }
+        }
+    }
+
+    /// Start a publish; its ack or error is written when the store answers.
+    fn queue_publish(&mut self, room: String, id: String, topic: Option<String>, text: String) {
+        let chat = self.chat.clone();
+        let author = self.name.clone();
+        let dialect = self.dialect;
+        self.pending.push(Box::pin(async move {
+            let result = chat.append(&room, id.clone(), author, text).await;
+            match (result, dialect) {
+                (Ok(appended), Dialect::Web) => Some(
+                    serde_json::to_string(&ServerFrame::Ack {
+                        id,
+                        topic: topic.unwrap_or_default(),
+                        offset: appended.message.offset,
+                        duplicate: appended.duplicate,
+                    })
+                    .unwrap_or_default(),
+                ),
+                // The tutorial has no acknowledgements: its clients see their echo.
+                (Ok(_), Dialect::SeedChat) => None,
+                (Err(error), Dialect::Web) => {
+                    tracing::warn!(%error, "publish failed");
+                    Some(
+                        serde_json::to_string(&ServerFrame::Error {
+                            id: Some(id),
+                            code: ErrorCode::Internal,
+                            message: "the message could not be stored; retry".into(),
+                        })
+                        .unwrap_or_default(),
+                    )
+                }
+                (Err(error), Dialect::SeedChat) => {
+                    tracing::warn!(%error, "publish failed");
+                    Some(seed::encode_error(ErrorCode::Internal, "the message could not be stored"))
+                }
+            }
+        }));
+    }
+
+    async fn on_seed_chat(&mut self, text: &str) -> Result<(), ()> {
+        let message = match seed::decode_chat(text) {
+            Ok(message) => message,
+            Err((code, message)) => return self.send_error(None, code, &message).await,
+        };
+        if let Err((code, message)) = check_text(&message) {
+            return self.send_error(None, code, &message).await;
+        }
+        let id = format!("seed-{:032x}", rand::random::<u128>());
+        self.queue_publish(LOBBY.to_owned(), id, None, message);
+        Ok(())
+    }
+
+    /// The chat room a topic names, or an error frame sent and `None`.
+    async fn chat_room(&mut self, id: &str, topic: &str) -> Result<Option<super::store::Room>, ()> {
+        match Topic::parse(topic) {
+            Some(Topic::Chat(room)) => match self.chat.room(&room) {
+                Some(room) => Ok(Some(room)),
+                None => {
+                    self.send_error(Some(id.to_owned()), ErrorCode::UnknownRoom, &format!("no room is named {room:?}"))
+                        .await?;
+                    Ok(None)
+                }
+            },
+            _ => {
+                let message = format!("{topic:?} is not a chat topic (chat:<room>)");
+                self.send_error(Some(id.to_owned()), ErrorCode::UnknownTopic, &message).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn internal_error(&mut self, id: String, error: &(dyn std::fmt::Display + Sync)) -> Result<(), ()> {
+        tracing::error!(%error, "request failed");
+        self.send_error(Some(id), ErrorCode::Internal, "the server could not do that; retry").await
+    }
+
+    async fn subscribe(&mut self, id: String, topic: String, resume: Option<Resume>) -> Result<(), ()> {
+        match Topic::parse(&topic) {
+            Some(Topic::Rooms) => {
+                let name = self.hub.subscribe(&topic, &self.peer);
+                self.subscriptions.insert(name, 0);
+                let frame = ServerFrame::Subscribed { id, topic, epoch: String::new(), head: 0 };
+                self.send_frame(&frame).await
+            }
+            Some(Topic::Chat(_)) => {
+                let Some(room) = self.chat_room(&id, &topic).await? else { return Ok(()) };
+                // Subscribe before reading the store: whatever is committed after this
+                // point arrives as an event, and what both paths carry is dropped by offset.
+                let name = self.hub.subscribe(&topic, &self.peer);
+                let head = match self.chat.store().head(room.id).await {
+                    Ok(head) => head,
+                    Err(error) => {
+                        self.hub.unsubscribe(&topic, &self.peer);
+                        self.subscriptions.remove(topic.as_str());
+                        return self.internal_error(id, &error).await;
+                    }
+                };
+                let from = match resume {
+                    Some(r) if r.epoch == room.epoch && r.offset <= head => r.offset,
+                    Some(_) => {
+                        self.subscriptions.insert(name, head);
+                        let frame = ServerFrame::Reset { id, topic, epoch: room.epoch, head };
+                        return self.send_frame(&frame).await;
+                    }
+                    None => head,
+                };
+                self.subscriptions.insert(name.clone(), from);
+                let frame = ServerFrame::Subscribed { id: id.clone(), topic: topic.clone(), epoch: room.epoch, head };
+                self.send_frame(&frame).await?;
+                self.replay(&id, &name, room.id).await
+            }
+            None => {
+                let message = format!("{topic:?} is not a topic (chat:<room> or rooms)");
+                self.send_error(Some(id), ErrorCode::UnknownTopic, &message).await
+            }
+        }
+    }
+
+    /// Send every stored message after the subscription's offset, then leave the rest to live events.
+    async fn replay(&mut self, id: &str, topic: &Arc<str>, room_id: i64) -> Result<(), ()> {
+        loop {
+            let Some(&from) = self.subscriptions.get(topic) else { return Ok(()) };
+            let page = match self.chat.store().messages_after(room_id, from, REPLAY_PAGE).await {
+                Ok(page) => page,
+                Err(error) => return self.internal_error(id.to_owned(), &error).await,
+            };
+            let Some(last) = page.last().map(|m| m.offset) else { return Ok(()) };
+            let full = page.len() == REPLAY_PAGE as usize;
+            for message in page {
+                let frame = ServerFrame::Message { topic: topic.to_string(), message };
+                let text = Utf8Bytes::try_from(encode(&frame)).map_err(|_| ())?;
+                tokio::time::timeout(WRITE_TIMEOUT, self.socket.feed(Message::Text(text)))
+                    .await
+                    .map_err(|_| ())?
+                    .map_err(|_| ())?;
+            }
+            tokio::time::timeout(WRITE_TIMEOUT, self.socket.flush()).await.map_err(|_| ())?.map_err(|_| ())?;
+            self.subscriptions.insert(topic.clone(), last);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn is_capacity_error(error: &axum::Error) -> bool {
+    let text = error.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_tells_every_bad_frame_apart() {
+        let code = |text: &str| decode(text).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::Malformed);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"id":"1"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"dance","id":"1"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"publish","id":"1","topic":"chat:lobby"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"publish","id":"1","topic":"chat:lobby","text":5}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"ping","id":""}"#), ErrorCode::InvalidField);
+        let long = "x".repeat(65);
+        assert_eq!(code(&format!(r#"{{"type":"ping","id":"{long}"}}"#)), ErrorCode::InvalidField);
+        let rejected = decode(r#"{"type":"publish","id":"r7","topic":"chat:lobby"}"#).unwrap_err();
+        assert_eq!(rejected.id.as_deref(), Some("r7"), "errors carry the request id");
+        assert!(decode(r#"{"type":"ping","id":"1","extra":true}"#).is_ok(), "unknown fields are ignored");
+    }
+
+    #[test]
+    fn text_must_be_present_and_bounded() {
+        assert_eq!(check_text(" \n ").unwrap_err().0, ErrorCode::EmptyMessage);
+        assert!(check_text(&"a".repeat(MAX_MESSAGE_CHARS)).is_ok());
+        assert_eq!(check_text(&"a".repeat(MAX_MESSAGE_CHARS + 1)).unwrap_err().0, ErrorCode::MessageTooLong);
+    }
+}

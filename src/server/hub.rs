@@ -1,0 +1,266 @@
+//! The hub: topics, their subscribers, and fan-out.
+//!
+//! Plain tokio and std, with no HTTP or WebSocket in it, so it can be tested and
+//! benchmarked alone. An event is encoded once by its publisher; the hub hands the
+//! same bytes to every subscriber's bounded queue. A subscriber whose queue is full
+//! is *kicked*: it gets nothing more, and its connection closes itself with a code
+//! that says why. Publishing never waits and never holds a lock across an `.await`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+/// One event as it travels to subscribers: already encoded, shared by all of them.
+#[derive(Debug)]
+pub struct Event {
+    pub topic: Arc<str>,
+    /// The event's offset in a durable topic, 0 otherwise. Lets a connection drop
+    /// what it already replayed from history.
+    pub offset: u64,
+    pub frame: Bytes,
+}
+
+pub type PeerId = u64;
+
+/// A connection as the hub knows it: where its events go.
+#[derive(Debug)]
+pub struct Peer {
+    id: PeerId,
+    tx: mpsc::Sender<Arc<Event>>,
+    kicked: AtomicBool,
+    kick: Notify,
+    topics: Mutex<Vec<Arc<str>>>,
+}
+
+impl Peer {
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// Whether the hub gave up on this peer because its queue was full.
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the peer is kicked.
+    pub async fn kicked(&self) {
+        loop {
+            let notified = self.kick.notified();
+            if self.is_kicked() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn kick(&self) {
+        if !self.kicked.swap(true, Ordering::AcqRel) {
+            self.kick.notify_waiters();
+        }
+    }
+
+    /// Queue an event for this peer alone (for example, one that only it may see).
+    /// Returns false and kicks the peer when its queue is full.
+    pub fn deliver(&self, event: Arc<Event>) -> bool {
+        if self.is_kicked() {
+            return false;
+        }
+        match self.tx.try_send(event) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kick();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+type Subscribers = RwLock<Vec<Arc<Peer>>>;
+
+const SHARDS: usize = 16;
+
+/// Topics and their subscribers, sharded so that unrelated topics do not contend.
+pub struct Hub {
+    shards: [Mutex<HashMap<Arc<str>, Arc<Subscribers>>>; SHARDS],
+    hasher: RandomState,
+    next_peer: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            hasher: RandomState::new(),
+            next_peer: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Hub {
+    pub fn new() -> Arc<Hub> {
+        Arc::new(Hub::default())
+    }
+
+    /// Register a connection with an outbound queue of `queue_len` events.
+    pub fn connect(&self, queue_len: usize) -> (Arc<Peer>, mpsc::Receiver<Arc<Event>>) {
+        let (tx, rx) = mpsc::channel(queue_len.max(1));
+        let peer = Arc::new(Peer {
+            id: self.next_peer.fetch_add(1, Ordering::Relaxed),
+            tx,
+            kicked: AtomicBool::new(false),
+            kick: Notify::new(),
+            topics: Mutex::new(Vec::new()),
+        });
+        (peer, rx)
+    }
+
+    fn shard(&self, topic: &str) -> &Mutex<HashMap<Arc<str>, Arc<Subscribers>>> {
+        // The modulo keeps the index in range; truncation of the hash is intended.
+        let index = (self.hasher.hash_one(topic) as usize) % SHARDS;
+        &self.shards[index]
+    }
+
+    fn subscribers(&self, topic: &str) -> Option<Arc<Subscribers>> {
+        let shard = self.shard(topic).lock().unwrap_or_else(PoisonError::into_inner);
+        shard.get(topic).cloned()
+    }
+
+    /// Add `peer` to `topic`. Subscribing twice is a no-op. Returns the topic's shared name.
+    pub fn subscribe(&self, topic: &str, peer: &Arc<Peer>) -> Arc<str> {
+        let mut shard = self.shard(topic).lock().unwrap_or_else(PoisonError::into_inner);
+        let (name, subs) = match shard.get_key_value(topic) {
+            Some((name, subs)) => (name.clone(), subs.clone()),
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                let subs = Arc::new(RwLock::new(Vec::new()));
+                shard.insert(name.clone(), subs.clone());
+                (name, subs)
+            }
+        };
+        let mut topics = peer.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        if !topics.iter().any(|t| **t == *topic) {
+            topics.push(name.clone());
+            // Pushed under the shard lock, so a concurrent last unsubscribe cannot orphan it.
+            subs.write().unwrap_or_else(PoisonError::into_inner).push(peer.clone());
+        }
+        name
+    }
+
+    /// Remove `peer` from `topic`; forgets the topic when it has no subscribers left.
+    pub fn unsubscribe(&self, topic: &str, peer: &Peer) {
+        {
+            let mut topics = peer.topics.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(pos) = topics.iter().position(|t| **t == *topic) else {
+                return;
+            };
+            topics.swap_remove(pos);
+        }
+        self.remove_from(topic, peer.id);
+    }
+
+    fn remove_from(&self, topic: &str, peer: PeerId) {
+        let mut shard = self.shard(topic).lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(subs) = shard.get(topic) else { return };
+        let now_empty = {
+            let mut subs = subs.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(pos) = subs.iter().position(|p| p.id == peer) {
+                subs.swap_remove(pos);
+            }
+            subs.is_empty()
+        };
+        if now_empty {
+            shard.remove(topic);
+        }
+    }
+
+    /// Remove `peer` from every topic it is in.
+    pub fn disconnect(&self, peer: &Peer) {
+        let topics = std::mem::take(&mut *peer.topics.lock().unwrap_or_else(PoisonError::into_inner));
+        for topic in topics {
+            self.remove_from(&topic, peer.id);
+        }
+    }
+
+    /// Queue `event` for every subscriber of its topic. Returns how many got it.
+    pub fn publish(&self, event: Event) -> usize {
+        let Some(subs) = self.subscribers(&event.topic) else {
+            return 0;
+        };
+        let event = Arc::new(event);
+        let subs = subs.read().unwrap_or_else(PoisonError::into_inner);
+        subs.iter().filter(|peer| peer.deliver(event.clone())).count()
+    }
+
+    /// How many connections subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.subscribers(topic)
+            .map(|subs| subs.read().unwrap_or_else(PoisonError::into_inner).len())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(topic: &str, offset: u64) -> Event {
+        Event { topic: Arc::from(topic), offset, frame: Bytes::from(format!("{offset}")) }
+    }
+
+    #[test]
+    fn publish_reaches_every_subscriber_with_the_same_bytes() {
+        let hub = Hub::new();
+        let mut receivers = Vec::new();
+        for _ in 0..10 {
+            let (peer, rx) = hub.connect(8);
+            hub.subscribe("t", &peer);
+            receivers.push((peer, rx));
+        }
+        assert_eq!(hub.publish(event("t", 1)), 10);
+        let first = receivers[0].1.try_recv().unwrap();
+        for (_, rx) in &mut receivers[1..] {
+            let got = rx.try_recv().unwrap();
+            assert!(Arc::ptr_eq(&got, &first), "every subscriber shares one encoded event");
+        }
+    }
+
+    #[test]
+    fn topics_are_independent_and_unsubscribe_stops_delivery() {
+        let hub = Hub::new();
+        let (a, mut rx_a) = hub.connect(8);
+        let (b, mut rx_b) = hub.connect(8);
+        hub.subscribe("x", &a);
+        hub.subscribe("x", &a);
+        hub.subscribe("y", &b);
+        assert_eq!(hub.subscriber_count("x"), 1, "a double subscribe counts once");
+        assert_eq!(hub.publish(event("x", 1)), 1);
+        assert!(rx_b.try_recv().is_err());
+        assert_eq!(rx_a.try_recv().unwrap().offset, 1);
+        hub.unsubscribe("x", &a);
+        assert_eq!(hub.publish(event("x", 2)), 0);
+        assert!(rx_a.try_recv().is_err());
+        hub.disconnect(&b);
+        assert_eq!(hub.subscriber_count("y"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_kicks_only_that_peer() {
+        let hub = Hub::new();
+        let (slow, _slow_rx) = hub.connect(2);
+        let (fast, mut fast_rx) = hub.connect(100);
+        hub.subscribe("t", &slow);
+        hub.subscribe("t", &fast);
+        for i in 1..=5 {
+            hub.publish(event("t", i));
+            assert_eq!(fast_rx.recv().await.unwrap().offset, i);
+        }
+        assert!(slow.is_kicked());
+        assert!(!fast.is_kicked());
+        tokio::time::timeout(std::time::Duration::from_secs(1), slow.kicked()).await.unwrap();
+    }
+}

@@ -1,0 +1,262 @@
+//! The server: HTTP routes, WebSocket upgrades, and the life cycle of one process.
+
+pub mod chat;
+pub mod config;
+pub mod gateway;
+pub mod hub;
+pub mod seed;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRef, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::{shell, App};
+use crate::protocol::clean_display_name;
+use chat::Chat;
+use config::Config;
+use gateway::Dialect;
+use hub::Hub;
+use store::Store;
+
+/// What every handler and server function can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub config: Arc<Config>,
+    pub hub: Arc<Hub>,
+    pub chat: Arc<Chat>,
+    /// Cancelled when the server begins to shut down; every connection listens to it.
+    pub shutdown: CancellationToken,
+    /// Counts live connections, so shutdown can wait for their close frames.
+    pub connections: TaskTracker,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Chat(#[from] chat::ChatError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Open the store, start the chat writer, and bind the listener.
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let store = Store::open(&config.database_url).await?;
+        let hub = Hub::new();
+        let chat = Chat::start(store, hub.clone()).await?;
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+        let local = listener.local_addr()?;
+        let leptos_options = LeptosOptions::builder()
+            .output_name("switchboard")
+            .site_root(config.site_root.as_str())
+            .site_pkg_dir("pkg")
+            .site_addr(local)
+            .build();
+        let state = AppState {
+            leptos_options,
+            config: Arc::new(config),
+            hub,
+            chat,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        };
+        Ok(Server { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.state.config.addr)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until `stop` resolves, then shut down gracefully: refuse new connections,
+    /// send every socket a close frame, store every message already accepted.
+    pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let Server { listener, state } = self;
+        let app = router(state.clone());
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            stop.await;
+            shutdown.cancel();
+        });
+        let shutdown = state.shutdown.clone();
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
+        state.connections.close();
+        if tokio::time::timeout(Duration::from_secs(5), state.connections.wait()).await.is_err() {
+            tracing::warn!("some connections did not close within 5 s");
+        }
+        state.chat.close().await;
+        state.chat.store().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Every route of the app.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    Router::new()
+        .route("/ws", get(ws_web))
+        .route("/ws/chat/", get(ws_seed_chat))
+        .route("/healthz", get(|| async { "ok" }))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    name: Option<String>,
+}
+
+/// Browsers send the page's Origin on upgrade; a foreign one means another site is
+/// trying to use the visitor's connection (cross-site WebSocket hijacking).
+fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let own = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host));
+    own || config.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+}
+
+fn upgrade(ws: WebSocketUpgrade, headers: &HeaderMap, state: AppState, dialect: Dialect, name: Option<String>) -> Response {
+    if !origin_allowed(headers, &state.config) {
+        return (StatusCode::FORBIDDEN, "WebSocket upgrade from a foreign origin").into_response();
+    }
+    let name = match name {
+        None => "anonymous".to_owned(),
+        Some(raw) => match clean_display_name(&raw) {
+            Some(name) => name,
+            None => return (StatusCode::BAD_REQUEST, "a name is 1 to 32 characters").into_response(),
+        },
+    };
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let max = state.config.max_frame_bytes;
+    // Frames up to the hard limit are read and answered with `too_large`; past it the
+    // stream cannot be resynchronised and the connection is closed (1009).
+    let hard_limit = (max * 4).max(1 << 20);
+    let guard = state.connections.token();
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| async move {
+            gateway::run(socket, state, dialect, name).await;
+            drop(guard);
+        })
+}
+
+async fn ws_web(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+) -> Response {
+    upgrade(ws, &headers, state, Dialect::Web, query.name)
+}
+
+async fn ws_seed_chat(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+) -> Response {
+    upgrade(ws, &headers, state, Dialect::SeedChat, query.name)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, host.parse().unwrap());
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn only_own_or_listed_origins_may_upgrade() {
+        let mut config = Config::for_tests(String::new());
+        assert!(origin_allowed(&headers(None, "h:1"), &config));
+        assert!(origin_allowed(&headers(Some("http://h:1"), "h:1"), &config));
+        assert!(!origin_allowed(&headers(Some("http://evil.example"), "h:1"), &config));
+        config.allowed_origins = vec!["https://chat.example.org".into()];
+        assert!(origin_allowed(&headers(Some("https://chat.example.org"), "h:1"), &config));
+    }
+}

@@ -1,0 +1,310 @@
+//! The store: what must survive a restart (rooms and their messages), in SQLite.
+//!
+//! Writes come in batches from the chat log's single writer, one transaction per
+//! batch (group commit), so a burst of messages costs one fsync, not one each.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+use crate::protocol::ChatMessage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder { path: String, source: std::io::Error },
+    #[error("a room named {0:?} exists already")]
+    RoomExists(String),
+}
+
+/// A room as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub id: i64,
+    pub name: String,
+    pub epoch: String,
+}
+
+/// A message on its way in.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room_id: i64,
+    pub client_id: String,
+    pub author: String,
+    pub text: String,
+}
+
+/// What became of a [`NewMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub message: ChatMessage,
+    /// True when an earlier try with the same client id was stored already.
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// The file a `sqlite:` URL names, if it names one.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn row_to_message(row: &sqlx::sqlite::SqliteRow) -> Result<ChatMessage, sqlx::Error> {
+    Ok(ChatMessage {
+        offset: row.try_get::<i64, _>("seq")? as u64,
+        id: row.try_get("client_id")?,
+        author: row.try_get("author")?,
+        text: row.try_get("body")?,
+        ts: row.try_get("ts")?,
+    })
+}
+
+impl Store {
+    /// Open (creating the file and its folder if needed) and migrate the database.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = sqlite_file(url) {
+            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|source| StoreError::Folder { path: parent.display().to_string(), source })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // An acknowledged message must survive a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn rooms(&self) -> Result<Vec<Room>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, epoch FROM rooms ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(Room { id: r.try_get("id")?, name: r.try_get("name")?, epoch: r.try_get("epoch")? }))
+            .collect()
+    }
+
+    pub async fn room(&self, name: &str) -> Result<Option<Room>, StoreError> {
+        let row = sqlx::query("SELECT id, name, epoch FROM rooms WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(Room { id: r.try_get("id")?, name: r.try_get("name")?, epoch: r.try_get("epoch")? }),
+            None => None,
+        })
+    }
+
+    /// Create a room; the caller has checked the name. Fails with `RoomExists` on a taken name.
+    pub async fn create_room(&self, name: &str) -> Result<Room, StoreError> {
+        let epoch = format!("{:016x}", rand::random::<u64>());
+        let result = sqlx::query("INSERT INTO rooms (name, epoch, created_at) VALUES (?, ?, ?) RETURNING id")
+            .bind(name)
+            .bind(&epoch)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await;
+        match result {
+            Ok(row) => Ok(Room { id: row.try_get("id")?, name: name.to_owned(), epoch }),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::RoomExists(name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The room's last offset, 0 when it has no messages.
+    pub async fn head(&self, room_id: i64) -> Result<u64, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
+            .bind(room_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(head as u64)
+    }
+
+    /// Up to `limit` messages after `offset`, oldest first.
+    pub async fn messages_after(&self, room_id: i64, offset: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, client_id, author, body, ts FROM messages
+             WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(room_id)
+        .bind(offset as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(row_to_message).collect::<Result<_, _>>()?)
+    }
+
+    /// Up to `limit` messages before `before` (the latest when `None`), oldest first, and
+    /// whether older ones exist.
+    pub async fn messages_before(
+        &self,
+        room_id: i64,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        let rows = sqlx::query(
+            "SELECT seq, client_id, author, body, ts FROM messages
+             WHERE room_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(room_id)
+        .bind(before)
+        .bind(limit.saturating_add(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let mut messages = rows
+            .iter()
+            .take(limit as usize)
+            .map(row_to_message)
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok((messages, more))
+    }
+
+    /// Store a batch in one transaction. A message whose client id the room has seen
+    /// comes back as the stored one, marked duplicate.
+    pub async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut heads: Vec<(i64, i64)> = Vec::new();
+        let mut out = Vec::with_capacity(batch.len());
+        let ts = now_ms();
+        for m in batch {
+            let existing = sqlx::query(
+                "SELECT seq, client_id, author, body, ts FROM messages WHERE room_id = ? AND client_id = ?",
+            )
+            .bind(m.room_id)
+            .bind(&m.client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = existing {
+                out.push(Appended { message: row_to_message(&row)?, duplicate: true });
+                continue;
+            }
+            let head = match heads.iter_mut().find(|(room, _)| *room == m.room_id) {
+                Some((_, head)) => head,
+                None => {
+                    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
+                        .bind(m.room_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    heads.push((m.room_id, head));
+                    &mut heads.last_mut().ok_or(sqlx::Error::RowNotFound)?.1
+                }
+            };
+            *head += 1;
+            sqlx::query("INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(m.room_id)
+                .bind(*head)
+                .bind(&m.client_id)
+                .bind(&m.author)
+                .bind(&m.text)
+                .bind(ts)
+                .execute(&mut *tx)
+                .await?;
+            out.push(Appended {
+                message: ChatMessage {
+                    offset: *head as u64,
+                    id: m.client_id.clone(),
+                    author: m.author.clone(),
+                    text: m.text.clone(),
+                    ts,
+                },
+                duplicate: false,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/db/test.db", dir.path().display());
+        let store = Store::open(&url).await.unwrap();
+        (dir, store)
+    }
+
+    fn new(room_id: i64, id: &str) -> NewMessage {
+        NewMessage { room_id, client_id: id.into(), author: "a".into(), text: format!("text {id}") }
+    }
+
+    #[tokio::test]
+    async fn offsets_increase_per_room_and_retries_are_stored_once() {
+        let (_dir, store) = store().await;
+        let lobby = store.room("lobby").await.unwrap().unwrap();
+        let other = store.create_room("other").await.unwrap();
+        let out = store
+            .append_batch(&[new(lobby.id, "a"), new(other.id, "b"), new(lobby.id, "c"), new(lobby.id, "a")])
+            .await
+            .unwrap();
+        let offsets: Vec<_> = out.iter().map(|a| (a.message.offset, a.duplicate)).collect();
+        assert_eq!(offsets, vec![(1, false), (1, false), (2, false), (1, true)]);
+        assert_eq!(store.head(lobby.id).await.unwrap(), 2);
+        let again = store.append_batch(&[new(lobby.id, "c"), new(lobby.id, "d")]).await.unwrap();
+        assert_eq!((again[0].message.offset, again[0].duplicate), (2, true));
+        assert_eq!((again[1].message.offset, again[1].duplicate), (3, false));
+    }
+
+    #[tokio::test]
+    async fn history_pages_backwards_and_forwards() {
+        let (_dir, store) = store().await;
+        let lobby = store.room("lobby").await.unwrap().unwrap();
+        let batch: Vec<_> = (0..10).map(|i| new(lobby.id, &i.to_string())).collect();
+        store.append_batch(&batch).await.unwrap();
+        let (latest, more) = store.messages_before(lobby.id, None, 4).await.unwrap();
+        assert_eq!(latest.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+        assert!(more);
+        let (older, more) = store.messages_before(lobby.id, Some(7), 10).await.unwrap();
+        assert_eq!(older.len(), 6);
+        assert!(!more);
+        let after = store.messages_after(lobby.id, 8, 10).await.unwrap();
+        assert_eq!(after.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![9, 10]);
+    }
+
+    #[tokio::test]
+    async fn room_names_are_unique() {
+        let (_dir, store) = store().await;
+        assert!(matches!(store.create_room("lobby").await, Err(StoreError::RoomExists(_))));
+        store.create_room("x").await.unwrap();
+        let names: Vec<_> = store.rooms().await.unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, vec!["lobby", "x"]);
+    }
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_file("sqlite://data/s.db"), Some("data/s.db"));
+        assert_eq!(sqlite_file("sqlite:data/s.db?mode=rwc"), Some("data/s.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x"), None);
+    }
+}
