@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 use crate::client;
 use crate::components::connection::{ConnState, ConnectionBadge};
@@ -64,8 +64,10 @@ pub fn App() -> impl IntoView {
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="notfound">"Page not found."</p> }>
-                    <Route path=path!("/") view=ChatPage/>
-                    <Route path=path!("/rooms/:room") view=ChatPage/>
+                    // Async: the whole page, history included, is in the first HTML response,
+                    // so it reads without JavaScript.
+                    <Route path=path!("/") view=ChatPage ssr=SsrMode::Async/>
+                    <Route path=path!("/rooms/:room") view=ChatPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

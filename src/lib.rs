@@ -2,6 +2,8 @@
 //! (`ssr`), the browser hydrates it to WebAssembly (`hydrate`); the wire types in
 //! [`protocol`] are shared by both.
 
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod client;
 pub mod components;

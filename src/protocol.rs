@@ -245,17 +245,14 @@ pub fn chat_topic(room: &str) -> String {
 pub fn valid_room_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_ROOM_BYTES
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// A display name is 1 to 32 characters after trimming, with no control characters.
 pub fn clean_display_name(name: &str) -> Option<String> {
     let name = name.trim();
     let chars = name.chars().count();
-    (chars > 0 && chars <= MAX_NAME_CHARS && !name.chars().any(char::is_control))
-        .then(|| name.to_owned())
+    (chars > 0 && chars <= MAX_NAME_CHARS && !name.chars().any(char::is_control)).then(|| name.to_owned())
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-use crate::protocol::{ClientFrame, Resume, ServerFrame};
 use crate::components::connection::ConnState;
+use crate::protocol::{ClientFrame, Resume, ServerFrame};
 
 /// Client heartbeat: a ping this often, and the socket is taken for dead after this
 /// long without hearing anything.
@@ -341,7 +341,9 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
             });
             match refused {
                 Some(topic) => {
-                    live.outbox.borrow_mut().retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
+                    live.outbox
+                        .borrow_mut()
+                        .retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
                     topic
                 }
                 None => return,

@@ -173,9 +173,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
     let list = NodeRef::<Div>::new();
 
     let near_bottom = move || {
-        list.get_untracked()
-            .map(|el| el.scroll_height() - el.scroll_top() - el.client_height() < 80)
-            .unwrap_or(true)
+        list.get_untracked().map(|el| el.scroll_height() - el.scroll_top() - el.client_height() < 80).unwrap_or(true)
     };
     let scroll_to_bottom = move || {
         request_animation_frame(move || {

@@ -24,8 +24,8 @@ use super::hub::{Event, Hub, Peer};
 use super::seed;
 use super::AppState;
 use crate::protocol::{
-    close, ClientFrame, ErrorCode, Resume, ServerFrame, Topic, HISTORY_MAX, HISTORY_PAGE,
-    LOBBY, MAX_ID_BYTES, MAX_MESSAGE_CHARS,
+    close, ClientFrame, ErrorCode, Resume, ServerFrame, Topic, HISTORY_MAX, HISTORY_PAGE, LOBBY, MAX_ID_BYTES,
+    MAX_MESSAGE_CHARS,
 };
 
 /// Events written per flush at most.
@@ -62,11 +62,7 @@ impl Rejection {
 
 /// The request id of a frame, if it has a usable one.
 fn request_id(value: &serde_json::Value) -> Option<String> {
-    value
-        .get("id")
-        .and_then(serde_json::Value::as_str)
-        .filter(|id| id.len() <= MAX_ID_BYTES)
-        .map(str::to_owned)
+    value.get("id").and_then(serde_json::Value::as_str).filter(|id| id.len() <= MAX_ID_BYTES).map(str::to_owned)
 }
 
 /// Decode one text frame of the web protocol, telling apart every way it can be wrong.
@@ -190,8 +186,8 @@ impl Connection {
                 }
                 event = self.events.recv() => {
                     let Some(event) = event else { break End::ServerShutdown };
-                    if self.forward(event).await.is_err() {
-                        break End::WriteFailed;
+                    if let Err(end) = self.forward(event).await {
+                        break end;
                     }
                 }
                 message = self.socket.recv(), if self.pending.len() < MAX_PENDING => {
@@ -257,9 +253,7 @@ impl Connection {
 
     async fn send_error(&mut self, id: Option<String>, code: ErrorCode, message: &str) -> Result<(), ()> {
         match self.dialect {
-            Dialect::Web => {
-                self.send_frame(&ServerFrame::Error { id, code, message: message.to_owned() }).await
-            }
+            Dialect::Web => self.send_frame(&ServerFrame::Error { id, code, message: message.to_owned() }).await,
             Dialect::SeedChat => self.send_text(seed::encode_error(code, message)).await,
         }
     }
@@ -278,7 +272,7 @@ impl Connection {
     }
 
     /// Write `first` and whatever else is queued, with one flush.
-    async fn forward(&mut self, first: Arc<Event>) -> Result<(), ()> {
+    async fn forward(&mut self, first: Arc<Event>) -> Result<(), End> {
         let mut batch = Vec::with_capacity(8);
         batch.push(first);
         while batch.len() < WRITE_BATCH {
@@ -291,6 +285,7 @@ impl Connection {
         if batch.is_empty() {
             return Ok(());
         }
+        let peer = self.peer.clone();
         let socket = &mut self.socket;
         let send = async {
             for event in &batch {
@@ -299,9 +294,14 @@ impl Connection {
             }
             socket.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, send).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(()),
+        // A peer that stopped reading blocks this write; once the hub kicks it there is
+        // no point waiting for the write to finish.
+        tokio::select! {
+            result = tokio::time::timeout(WRITE_TIMEOUT, send) => match result {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(End::WriteFailed),
+            },
+            _ = peer.kicked() => Err(End::SlowConsumer),
         }
     }
 
@@ -312,8 +312,7 @@ impl Connection {
                 if text.len() > self.max_frame_bytes {
                     let id = serde_json::from_str::<serde_json::Value>(&text).ok().as_ref().and_then(request_id);
                     let limit = self.max_frame_bytes;
-                    self.send_error(id, ErrorCode::TooLarge, &format!("frames are limited to {limit} bytes"))
-                        .await?;
+                    self.send_error(id, ErrorCode::TooLarge, &format!("frames are limited to {limit} bytes")).await?;
                     return Ok(true);
                 }
                 match self.dialect {

@@ -198,9 +198,7 @@ impl Hub {
 
     /// How many connections subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.subscribers(topic)
-            .map(|subs| subs.read().unwrap_or_else(PoisonError::into_inner).len())
-            .unwrap_or(0)
+        self.subscribers(topic).map(|subs| subs.read().unwrap_or_else(PoisonError::into_inner).len()).unwrap_or(0)
     }
 }
 

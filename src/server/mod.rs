@@ -136,15 +136,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws_web))
         .route("/ws/chat/", get(ws_seed_chat))
         .route("/healthz", get(|| async { "ok" }))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(context_state.clone()),
-            {
-                let options = state.leptos_options.clone();
-                move || shell(options.clone())
-            },
-        )
+        .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
+            let options = state.leptos_options.clone();
+            move || shell(options.clone())
+        })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state)
 }
@@ -168,7 +163,13 @@ fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
     own || config.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
-fn upgrade(ws: WebSocketUpgrade, headers: &HeaderMap, state: AppState, dialect: Dialect, name: Option<String>) -> Response {
+fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: &HeaderMap,
+    state: AppState,
+    dialect: Dialect,
+    name: Option<String>,
+) -> Response {
     if !origin_allowed(headers, &state.config) {
         return (StatusCode::FORBIDDEN, "WebSocket upgrade from a foreign origin").into_response();
     }

@@ -61,10 +61,7 @@ fn sqlite_file(url: &str) -> Option<&str> {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn row_to_message(row: &sqlx::sqlite::SqliteRow) -> Result<ChatMessage, sqlx::Error> {
@@ -178,11 +175,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let more = rows.len() > limit as usize;
-        let mut messages = rows
-            .iter()
-            .take(limit as usize)
-            .map(row_to_message)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut messages = rows.iter().take(limit as usize).map(row_to_message).collect::<Result<Vec<_>, _>>()?;
         messages.reverse();
         Ok((messages, more))
     }

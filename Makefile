@@ -1,0 +1,94 @@
+# Switchboard's build. `make run` and `make test` install what they need on a fresh machine.
+#
+# The browser bundle is built with cargo, wasm-bindgen (the CLI at exactly the version
+# pinned in Cargo.toml) and npm's binaryen wasm-opt; then the server binary. cargo-leptos
+# does the same for those who have it (`cargo leptos watch`), from [package.metadata.leptos].
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+SITE := target/site
+PKG := $(SITE)/pkg
+WASM_TARGET := wasm32-unknown-unknown
+WASM_PROFILE := wasm-release
+WASM_IN := target/$(WASM_TARGET)/$(WASM_PROFILE)/switchboard.wasm
+WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
+WASM_OPT := tools/node_modules/.bin/wasm-opt
+CHROMIUM ?= /usr/bin/chromium
+SERVER := target/release/switchboard
+SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
+
+.PHONY: build run test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench clean wasm-size
+
+## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
+tools:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@if [ "$$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked \
+	    || $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+	@[ -x $(WASM_OPT) ] || (cd tools && npm install --no-audit --no-fund)
+
+## Build the browser bundle and the server (release).
+build: $(SERVER) $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.css site-assets
+
+$(PKG)/switchboard_bg.wasm: $(SOURCES) | tools
+	$(CARGO) build --lib --target $(WASM_TARGET) --profile $(WASM_PROFILE) --no-default-features --features hydrate
+	mkdir -p $(PKG)
+	wasm-bindgen --target web --no-typescript --out-dir $(PKG) --out-name switchboard $(WASM_IN)
+	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+	  --enable-mutable-globals --enable-reference-types --enable-multivalue \
+	  $(PKG)/switchboard_bg.wasm -o $(PKG)/switchboard_bg.wasm
+	@echo "wasm bundle: $$(gzip -9 -c $(PKG)/switchboard_bg.wasm | wc -c) bytes gzipped"
+
+$(PKG)/switchboard.css: style/main.css
+	mkdir -p $(PKG)
+	cp style/main.css $@
+
+.PHONY: site-assets
+site-assets:
+	mkdir -p $(SITE)
+	cp -r public/. $(SITE)/
+
+$(SERVER): $(SOURCES)
+	$(CARGO) build --release --bin switchboard --no-default-features --features ssr
+
+## Build and serve on http://127.0.0.1:3000 with the embedded SQLite default.
+run: build
+	./$(SERVER)
+
+## The gzip size of the release WASM bundle.
+wasm-size: $(PKG)/switchboard_bg.wasm
+	@gzip -9 -c $(PKG)/switchboard_bg.wasm | wc -c
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: tools
+	$(CARGO) clippy --no-default-features --features ssr --all-targets -- -D warnings
+	$(CARGO) clippy --lib --target $(WASM_TARGET) --no-default-features --features hydrate -- -D warnings
+
+rust-test:
+	$(CARGO) test --no-default-features --features ssr 2>&1 | tee target/rust-test.log
+
+e2e-deps:
+	@[ -x $(CHROMIUM) ] || (apt-get update && apt-get install -y chromium)
+	@[ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
+
+e2e: build e2e-deps
+	cd end2end && CHROMIUM=$(CHROMIUM) npx playwright test 2>&1 | tee ../target/e2e.log
+
+## Every check: format, clippy for both targets, Rust tests, Playwright against the release build.
+test:
+	mkdir -p target
+	$(MAKE) fmt-check
+	$(MAKE) clippy
+	$(MAKE) rust-test
+	$(MAKE) e2e
+	@python3 tools/summary.py target/rust-test.log target/e2e.log
+
+clean:
+	$(CARGO) clean
