@@ -1,5 +1,7 @@
-//! The HTML shell, the router, and what every page shares: the live connection's
-//! state and the visitor's display name.
+//! The HTML shell, the router, and what every page shares: who I am, the live
+//! connection's state, and unread counts.
+
+use std::collections::HashMap;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -8,7 +10,10 @@ use leptos_router::{path, SsrMode};
 
 use crate::client;
 use crate::components::connection::{ConnState, ConnectionBadge};
+use crate::error::AppError;
+use crate::pages::account::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
 use crate::pages::chat::ChatPage;
+use crate::pages::settings::SettingsPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -32,35 +37,83 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[derive(Clone, Copy)]
 pub struct Session {
     pub conn: RwSignal<ConnState>,
-    /// The display name, once chosen (kept in the browser's local storage).
-    pub name: RwSignal<Option<String>>,
+    /// Who I am, from the server.
+    pub me: Resource<Result<Me, AppError>>,
+    /// A guest's chosen display name (guest mode only; kept in local storage).
+    pub guest_name: RwSignal<Option<String>>,
     /// True once the page runs in the browser; false during the server render and hydration.
     pub hydrated: ReadSignal<bool>,
+    /// Unread messages per room.
+    pub unread: RwSignal<HashMap<String, u64>>,
+    /// The room on screen, if any.
+    pub current_room: RwSignal<Option<String>>,
+}
+
+impl Session {
+    /// Whether I can post: signed in, or a guest who chose a name.
+    pub fn can_post(&self) -> bool {
+        match self.me.get() {
+            Some(Ok(me)) if me.user.is_some() => true,
+            Some(Ok(me)) => me.guest_access && self.guest_name.get().is_some(),
+            _ => false,
+        }
+    }
 }
 
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     let (hydrated, set_hydrated) = signal(false);
-    let session = Session { conn: RwSignal::new(ConnState::Connecting), name: RwSignal::new(None), hydrated };
+    let session = Session {
+        conn: RwSignal::new(ConnState::Connecting),
+        me: Resource::new(|| (), |_| current_user()),
+        guest_name: RwSignal::new(None),
+        hydrated,
+        unread: RwSignal::new(HashMap::new()),
+        current_room: RwSignal::new(None),
+    };
     provide_context(session);
 
     // Effects run only in the browser, after hydration.
-    Effect::new(move |_| {
-        set_hydrated.set(true);
-        let name = client::stored_name();
-        session.name.set(name.clone());
-        client::start(name, session.conn);
+    Effect::new(move |_| set_hydrated.set(true));
+    Effect::new(move |_| match session.me.get() {
+        Some(Ok(me)) if me.user.is_some() => client::start(None, session.conn),
+        Some(Ok(me)) if me.guest_access => {
+            let name = client::stored_name();
+            session.guest_name.set(name.clone());
+            client::start(name, session.conn);
+        }
+        _ => {}
     });
+
+    let title = move || {
+        let total: u64 = session.unread.with(|u| u.values().sum());
+        if total > 0 {
+            format!("({total}) Switchboard")
+        } else {
+            "Switchboard".to_owned()
+        }
+    };
 
     view! {
         <Stylesheet id="leptos" href="/pkg/switchboard.css"/>
-        <Title text="Switchboard"/>
+        <Title text=title/>
         <Router>
             <header class="topbar">
                 <a class="brand" href="/">"Switchboard"</a>
-                <ConnectionBadge state=session.conn/>
-                <NameBox/>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let me = session.me.await.unwrap_or_default();
+                        let live = me.user.is_some() || me.guest_access;
+                        view! {
+                            <Show when=move || live>
+                                <ConnectionBadge state=session.conn/>
+                                <NotificationButton/>
+                            </Show>
+                            <Account me=me.clone()/>
+                        }
+                    })}
+                </Transition>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="notfound">"Page not found."</p> }>
@@ -68,15 +121,69 @@ pub fn App() -> impl IntoView {
                     // so it reads without JavaScript.
                     <Route path=path!("/") view=ChatPage ssr=SsrMode::Async/>
                     <Route path=path!("/rooms/:room") view=ChatPage ssr=SsrMode::Async/>
+                    <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>
+                    <Route path=path!("/signup") view=SignUpPage ssr=SsrMode::Async/>
+                    <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
     }
 }
 
-/// Shows the display name, or a form to choose one.
+/// The right end of the top bar: who I am, or how to become someone.
 #[component]
-fn NameBox() -> impl IntoView {
+fn Account(me: Me) -> impl IntoView {
+    match me.user {
+        Some(name) => view! {
+            <div class="account">
+                <span class="me">
+                    <strong data-testid="my-name">{name}</strong>
+                    {me.admin.then(|| view! { <span class="badge">"admin"</span> })}
+                </span>
+                <a href="/settings">"Settings"</a>
+                <SignOutButton/>
+            </div>
+        }
+        .into_any(),
+        None if me.guest_access => view! {
+            <div class="account">
+                <GuestName/>
+                <a href="/signin">"Sign in"</a>
+            </div>
+        }
+        .into_any(),
+        None => view! {
+            <div class="account">
+                <a href="/signin">"Sign in"</a>
+                <a href="/signup">"Sign up"</a>
+            </div>
+        }
+        .into_any(),
+    }
+}
+
+/// Asks for permission to notify, on a click and never on page load.
+#[component]
+fn NotificationButton() -> impl IntoView {
+    let session = expect_context::<Session>();
+    let permission = RwSignal::new("unknown".to_owned());
+    Effect::new(move |_| {
+        if session.hydrated.get() {
+            permission.set(client::notification_permission());
+        }
+    });
+    view! {
+        <Show when=move || permission.get() == "default">
+            <button class="link" data-testid="enable-notifications" on:click=move |_| {
+                client::request_notifications(move |answer| permission.set(answer));
+            }>"Enable notifications"</button>
+        </Show>
+    }
+}
+
+/// A guest's display name, or a form to choose one.
+#[component]
+fn GuestName() -> impl IntoView {
     let session = expect_context::<Session>();
     let draft = RwSignal::new(String::new());
     let error = RwSignal::new(None::<&'static str>);
@@ -90,12 +197,12 @@ fn NameBox() -> impl IntoView {
         editing.set(false);
         client::store_name(&name);
         client::start(Some(name.clone()), session.conn);
-        session.name.set(Some(name));
+        session.guest_name.set(Some(name));
     };
     view! {
         <div class="namebox">
             <Show
-                when=move || session.name.get().is_some() && !editing.get()
+                when=move || session.guest_name.get().is_some() && !editing.get()
                 fallback=move || view! {
                     <form class="name-form" on:submit=move |ev| { ev.prevent_default(); save(); }>
                         <label for="display-name">"Your name"</label>
@@ -108,8 +215,11 @@ fn NameBox() -> impl IntoView {
                     </form>
                 }
             >
-                <span class="me">"You are " <strong data-testid="my-name">{move || session.name.get().unwrap_or_default()}</strong></span>
-                <button class="link" on:click=move |_| { draft.set(session.name.get_untracked().unwrap_or_default()); editing.set(true); }>"change"</button>
+                <span class="me">"Guest " <strong data-testid="guest-name">{move || session.guest_name.get().unwrap_or_default()}</strong></span>
+                <button class="link" on:click=move |_| {
+                    draft.set(session.guest_name.get_untracked().unwrap_or_default());
+                    editing.set(true);
+                }>"change"</button>
             </Show>
         </div>
     }

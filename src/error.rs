@@ -8,6 +8,8 @@ use leptos::server_fn;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
+    #[error("sign in first")]
+    Unauthorized,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -33,7 +35,9 @@ impl From<crate::server::chat::ChatError> for AppError {
         use crate::server::store::StoreError;
         match error {
             ChatError::UnknownRoom(room) => AppError::NotFound(format!("no room is named {room:?}")),
-            ChatError::BadRoomName => AppError::Invalid(error.to_string()),
+            ChatError::UnknownUser(_) | ChatError::BadRoomName | ChatError::Forbidden(_) | ChatError::RateLimited => {
+                AppError::Invalid(error.to_string())
+            }
             ChatError::Store(StoreError::RoomExists(room)) => {
                 AppError::Conflict(format!("a room named {room:?} exists already"))
             }
@@ -42,5 +46,28 @@ impl From<crate::server::chat::ChatError> for AppError {
                 AppError::Server("internal error".into())
             }
         }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::server::auth::AuthError> for AppError {
+    fn from(error: crate::server::auth::AuthError) -> Self {
+        use crate::server::auth::AuthError;
+        match error {
+            AuthError::NameTaken(_) => AppError::Conflict(error.to_string()),
+            AuthError::Store(_) | AuthError::Hashing => {
+                tracing::error!(%error, "account operation failed");
+                AppError::Server("internal error".into())
+            }
+            other => AppError::Invalid(other.to_string()),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::server::store::StoreError> for AppError {
+    fn from(error: crate::server::store::StoreError) -> Self {
+        tracing::error!(%error, "store operation failed");
+        AppError::Server("internal error".into())
     }
 }

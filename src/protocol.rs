@@ -40,6 +40,9 @@ pub struct RoomInfo {
     pub name: String,
     /// Changes only when the room's history is reset; offsets of one epoch mean nothing in another.
     pub epoch: String,
+    /// Members only; others cannot see it exists.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Where a client left a durable topic: the server sends what came after.
@@ -59,6 +62,9 @@ pub enum ClientFrame {
         topic: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<Resume>,
+        /// Count me as present in this room (the room is open on my screen).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        present: bool,
     },
     Unsubscribe {
         id: String,
@@ -79,6 +85,17 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// I am typing in this room (send at most every couple of seconds).
+    Typing {
+        id: String,
+        topic: String,
+    },
+    /// I have read the room up to `offset` (for unread counts).
+    Read {
+        id: String,
+        topic: String,
+        offset: u64,
+    },
     Ping {
         id: String,
     },
@@ -86,7 +103,7 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The frame types a client may send, as spelled on the wire.
-    pub const TYPES: [&'static str; 5] = ["subscribe", "unsubscribe", "publish", "history", "ping"];
+    pub const TYPES: [&'static str; 7] = ["subscribe", "unsubscribe", "publish", "history", "typing", "read", "ping"];
 }
 
 /// Frames the server sends.
@@ -138,10 +155,34 @@ pub enum ServerFrame {
         epoch: String,
         head: u64,
     },
-    /// A room was created.
+    /// A room became visible to me (created, or I was invited).
     Room {
         topic: String,
         room: RoomInfo,
+    },
+    /// I lost access to a room (removed from its members).
+    RoomLeft {
+        topic: String,
+        room: String,
+    },
+    /// Who has the room open now, sorted; sent on subscribe and on every change.
+    Presence {
+        topic: String,
+        online: Vec<String>,
+    },
+    /// A message was posted in a room I can see (on `activity`): for unread counts and
+    /// notifications without following every room.
+    Activity {
+        topic: String,
+        room: String,
+        offset: u64,
+        author: String,
+        text: String,
+    },
+    /// Someone is typing in the room.
+    Typing {
+        topic: String,
+        user: String,
     },
     Pong {
         id: String,
@@ -176,6 +217,10 @@ pub enum ErrorCode {
     UnknownRoom,
     /// The topic is not of a known form.
     UnknownTopic,
+    /// Too many messages too fast; wait and retry.
+    RateLimited,
+    /// The request needs a subscription to the topic first.
+    NotSubscribed,
     /// The server could not do it; the request may be retried.
     Internal,
 }
@@ -192,6 +237,8 @@ impl ErrorCode {
             ErrorCode::MessageTooLong => "message_too_long",
             ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::UnknownTopic => "unknown_topic",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -218,12 +265,16 @@ pub enum Topic {
     Chat(String),
     /// `rooms`: rooms being created.
     Rooms,
+    /// `activity`: a short notice of every message in every room I can see.
+    Activity,
 }
 
 impl Topic {
     pub fn parse(name: &str) -> Option<Topic> {
-        if name == "rooms" {
-            return Some(Topic::Rooms);
+        match name {
+            "rooms" => return Some(Topic::Rooms),
+            "activity" => return Some(Topic::Activity),
+            _ => {}
         }
         let room = name.strip_prefix("chat:")?;
         valid_room_name(room).then(|| Topic::Chat(room.to_owned()))
@@ -233,6 +284,7 @@ impl Topic {
         match self {
             Topic::Chat(room) => chat_topic(room),
             Topic::Rooms => "rooms".to_owned(),
+            Topic::Activity => "activity".to_owned(),
         }
     }
 }
@@ -270,7 +322,8 @@ mod tests {
             ClientFrame::Subscribe {
                 id: "1".into(),
                 topic: "chat:lobby".into(),
-                resume: Some(Resume { epoch: "e".into(), offset: 7 })
+                resume: Some(Resume { epoch: "e".into(), offset: 7 }),
+                present: false,
             }
         );
         let text = serde_json::to_string(&frame).unwrap();

@@ -23,7 +23,7 @@ async fn welcome_names_the_connection() {
     let mut client = server.web("ada").await;
     let welcome = client.next().await;
     assert_eq!(welcome["type"], "welcome");
-    assert_eq!(welcome["name"], "ada");
+    assert_eq!(welcome["name"], "ada (guest)", "guests are marked as such");
     assert_eq!(welcome["max_frame_bytes"], 64 * 1024);
 }
 
@@ -48,7 +48,7 @@ async fn fan_out_reaches_every_subscriber_in_order() {
             let frame = client.next_of("message").await;
             assert_eq!(offset(&frame), i + 1);
             assert_eq!(frame["text"], format!("hello {i}"));
-            assert_eq!(frame["author"], "pub");
+            assert_eq!(frame["author"], "pub (guest)");
             assert_eq!(frame["id"], format!("m{i}"));
         }
     }
@@ -279,7 +279,7 @@ async fn the_tutorial_endpoint_and_the_lobby_see_each_other() {
     assert_eq!(other_tutorial.next().await, json!({"message": "from the web app"}));
 
     // Messages in other rooms stay there.
-    server.state.chat.create_room("elsewhere").await.expect("room");
+    server.state.chat.create_room("elsewhere", false, None).await.expect("room");
     web.publish("chat:elsewhere", "w2", "not for the tutorial").await;
     web.publish(LOBBY, "w3", "lobby again").await;
     assert_eq!(tutorial.next().await, json!({"message": "lobby again"}));

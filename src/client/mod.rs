@@ -7,7 +7,11 @@
 #[cfg(feature = "hydrate")]
 mod socket;
 #[cfg(feature = "hydrate")]
-pub use socket::{publish, request_history, start, store_name, stored_name, subscribe, unsubscribe};
+pub use socket::{
+    mark_read, muted_rooms, my_name, notification_permission, notify, on_visible, page_hidden, publish,
+    request_history, request_notifications, set_muted_rooms, start, store_name, stored_name, subscribe, typing,
+    unsubscribe,
+};
 
 #[cfg(not(feature = "hydrate"))]
 mod inert {
@@ -17,7 +21,26 @@ mod inert {
     use crate::protocol::{Resume, ServerFrame};
 
     pub fn start(_name: Option<String>, _status: RwSignal<ConnState>) {}
-    pub fn subscribe(_topic: &str, _resume: Option<Resume>, _handler: impl Fn(&ServerFrame) + 'static) {}
+    pub fn subscribe(_topic: &str, _resume: Option<Resume>, _present: bool, _handler: impl Fn(&ServerFrame) + 'static) {
+    }
+    pub fn my_name() -> String {
+        String::new()
+    }
+    pub fn typing(_topic: &str) {}
+    pub fn mark_read(_topic: &str, _offset: u64) {}
+    pub fn page_hidden() -> bool {
+        false
+    }
+    pub fn on_visible(_f: impl Fn() + 'static) {}
+    pub fn notification_permission() -> String {
+        "default".into()
+    }
+    pub fn request_notifications(_done: impl Fn(String) + 'static) {}
+    pub fn notify(_title: &str, _body: &str, _tag: &str, _on_click: impl Fn() + 'static) {}
+    pub fn muted_rooms() -> Vec<String> {
+        Vec::new()
+    }
+    pub fn set_muted_rooms(_rooms: &[String]) {}
     pub fn unsubscribe(_topic: &str) {}
     pub fn publish(_topic: &str, _text: String) -> String {
         String::new()

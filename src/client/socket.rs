@@ -29,6 +29,7 @@ type Handler = Rc<dyn Fn(&ServerFrame)>;
 
 struct Subscription {
     resume: Option<Resume>,
+    present: bool,
     handler: Handler,
 }
 
@@ -62,6 +63,9 @@ struct Live {
     next_request: Cell<u64>,
     last_heard: Cell<f64>,
     generation: Cell<u64>,
+    /// My name as the server knows it (from `welcome`).
+    me: RefCell<String>,
+    last_typing: Cell<f64>,
 }
 
 thread_local! {
@@ -89,6 +93,8 @@ fn live_or_init() -> Rc<Live> {
                     next_request: Cell::new(1),
                     last_heard: Cell::new(now_ms()),
                     generation: Cell::new(0),
+                    me: RefCell::new(String::new()),
+                    last_typing: Cell::new(0.0),
                 })
             })
             .clone()
@@ -295,6 +301,7 @@ fn resume_all(live: &Rc<Live>) {
             id: format!("sub-{topic}"),
             topic: topic.clone(),
             resume: sub.resume.clone(),
+            present: sub.present,
         })
         .collect();
     for frame in frames {
@@ -308,6 +315,10 @@ fn resume_all(live: &Rc<Live>) {
 
 fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
     let topic = match &frame {
+        ServerFrame::Welcome { name, .. } => {
+            *live.me.borrow_mut() = name.clone();
+            return;
+        }
         ServerFrame::Message { topic, message } => {
             if let Some(sub) = live.subscriptions.borrow_mut().get_mut(topic) {
                 if let Some(resume) = sub.resume.as_mut() {
@@ -332,7 +343,12 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
             live.outbox.borrow_mut().retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
             topic.clone()
         }
-        ServerFrame::History { topic, .. } | ServerFrame::Room { topic, .. } => topic.clone(),
+        ServerFrame::History { topic, .. }
+        | ServerFrame::Room { topic, .. }
+        | ServerFrame::RoomLeft { topic, .. }
+        | ServerFrame::Activity { topic, .. }
+        | ServerFrame::Presence { topic, .. }
+        | ServerFrame::Typing { topic, .. } => topic.clone(),
         ServerFrame::Error { id: Some(id), .. } => {
             // A publish the server refused for good is not retried.
             let refused = live.outbox.borrow().iter().find_map(|f| match f {
@@ -357,13 +373,113 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
     }
 }
 
-/// Follow a topic. With `resume`, the server first sends everything after it.
-pub fn subscribe(topic: &str, resume: Option<Resume>, handler: impl Fn(&ServerFrame) + 'static) {
+/// Follow a topic. With `resume`, the server first sends everything after it. `present`:
+/// count me in the room's online list while subscribed.
+pub fn subscribe(topic: &str, resume: Option<Resume>, present: bool, handler: impl Fn(&ServerFrame) + 'static) {
     let live = live_or_init();
     live.subscriptions
         .borrow_mut()
-        .insert(topic.to_owned(), Subscription { resume: resume.clone(), handler: Rc::new(handler) });
-    send(&live, &ClientFrame::Subscribe { id: format!("sub-{topic}"), topic: topic.to_owned(), resume });
+        .insert(topic.to_owned(), Subscription { resume: resume.clone(), present, handler: Rc::new(handler) });
+    send(&live, &ClientFrame::Subscribe { id: format!("sub-{topic}"), topic: topic.to_owned(), resume, present });
+}
+
+/// My name as the server shows it to others.
+pub fn my_name() -> String {
+    live().map(|l| l.me.borrow().clone()).unwrap_or_default()
+}
+
+/// Tell the room I am typing; sent at most every two seconds.
+pub fn typing(topic: &str) {
+    let Some(live) = live() else { return };
+    if now_ms() - live.last_typing.get() < 2000.0 {
+        return;
+    }
+    live.last_typing.set(now_ms());
+    let id = request_id(&live);
+    send(&live, &ClientFrame::Typing { id, topic: topic.to_owned() });
+}
+
+/// Tell the server I have read `topic` up to `offset`.
+pub fn mark_read(topic: &str, offset: u64) {
+    let Some(live) = live() else { return };
+    let id = request_id(&live);
+    send(&live, &ClientFrame::Read { id, topic: topic.to_owned(), offset });
+}
+
+/// Whether the tab is in the background.
+pub fn page_hidden() -> bool {
+    document().hidden()
+}
+
+/// Call `f` whenever the tab becomes visible again.
+pub fn on_visible(f: impl Fn() + 'static) {
+    let callback = Closure::<dyn FnMut()>::new(move || {
+        if !document().hidden() {
+            f();
+        }
+    });
+    let _ = document().add_event_listener_with_callback("visibilitychange", callback.as_ref().unchecked_ref());
+    callback.forget();
+}
+
+/// `"granted"`, `"denied"` or `"default"` (not asked yet); `"unsupported"` without the API.
+pub fn notification_permission() -> String {
+    let supported = js_sys::Reflect::has(&window(), &JsValue::from_str("Notification")).unwrap_or(false);
+    if !supported {
+        return "unsupported".into();
+    }
+    match web_sys::Notification::permission() {
+        web_sys::NotificationPermission::Granted => "granted".into(),
+        web_sys::NotificationPermission::Denied => "denied".into(),
+        _ => "default".into(),
+    }
+}
+
+/// Ask for permission to notify; `done` gets the answer.
+pub fn request_notifications(done: impl Fn(String) + 'static) {
+    let Ok(promise) = web_sys::Notification::request_permission() else { return };
+    let callback = Closure::<dyn FnMut(JsValue)>::new(move |answer: JsValue| {
+        done(answer.as_string().unwrap_or_else(notification_permission));
+    });
+    let _ = promise.then(&callback);
+    callback.forget();
+}
+
+/// Show a notification; clicking it focuses the tab and calls `on_click`.
+pub fn notify(title: &str, body: &str, tag: &str, on_click: impl Fn() + 'static) {
+    if notification_permission() != "granted" {
+        return;
+    }
+    let options = web_sys::NotificationOptions::new();
+    options.set_body(body);
+    options.set_tag(tag);
+    if let Ok(notification) = web_sys::Notification::new_with_options(title, &options) {
+        let callback = Closure::<dyn FnMut()>::new(move || {
+            let _ = window().focus();
+            on_click();
+        });
+        notification.set_onclick(Some(callback.as_ref().unchecked_ref()));
+        callback.forget();
+    }
+}
+
+const MUTED_KEY: &str = "switchboard.muted";
+
+/// Rooms muted in this browser.
+pub fn muted_rooms() -> Vec<String> {
+    window()
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| s.get_item(MUTED_KEY).ok().flatten())
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+pub fn set_muted_rooms(rooms: &[String]) {
+    if let (Some(storage), Ok(text)) = (window().local_storage().ok().flatten(), serde_json::to_string(rooms)) {
+        let _ = storage.set_item(MUTED_KEY, &text);
+    }
 }
 
 pub fn unsubscribe(topic: &str) {

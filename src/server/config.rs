@@ -44,12 +44,31 @@ pub struct Config {
     pub queue_frames: usize,
 
     /// Seconds between the server's heartbeat pings.
-    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 15)]
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 3)]
     pub heartbeat_secs: u64,
 
-    /// Seconds of silence from a client after which it is dropped.
-    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_SECS", default_value_t = 45)]
+    /// Seconds of silence from a client after which it is dropped (and leaves the online lists).
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_SECS", default_value_t = 8)]
     pub idle_timeout_secs: u64,
+
+    /// Let visitors without an account read and write public rooms under a chosen name, and
+    /// the tutorial's endpoints accept clients without a cookie or token. For demos.
+    #[arg(long, env = "SWITCHBOARD_GUEST_ACCESS", value_parser = clap::builder::BoolishValueParser::new(),
+          num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub guest_access: bool,
+
+    /// Chat messages per second each person may send, on average.
+    #[arg(long, env = "SWITCHBOARD_MESSAGE_RATE", default_value_t = 5.0)]
+    pub message_rate: f64,
+
+    /// Chat messages each person may send in a burst before the rate applies.
+    #[arg(long, env = "SWITCHBOARD_MESSAGE_BURST", default_value_t = 20.0)]
+    pub message_burst: f64,
+
+    /// Milliseconds someone stays in a room's online list after their last connection left
+    /// (a reload does not make them blink out).
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_GRACE_MS", default_value_t = 2000)]
+    pub presence_grace_ms: u64,
 
     /// Origins allowed to open WebSockets besides the server's own (comma-separated, e.g.
     /// `https://chat.example.org`). Requests without an Origin header (devices, scripts) are allowed.
@@ -66,7 +85,16 @@ impl Config {
         Duration::from_secs(self.idle_timeout_secs.max(self.heartbeat_secs + 1))
     }
 
-    /// A configuration for tests: a fresh database, an ephemeral port.
+    pub fn chat_limits(&self) -> super::chat::ChatLimits {
+        super::chat::ChatLimits {
+            message_rate: self.message_rate,
+            message_burst: self.message_burst,
+            presence_grace: Duration::from_millis(self.presence_grace_ms),
+        }
+    }
+
+    /// A configuration for tests: a fresh database, an ephemeral port, guests allowed,
+    /// and rate limits out of the way (tests that need them set them).
     pub fn for_tests(database_url: String) -> Config {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -74,9 +102,13 @@ impl Config {
             site_root: "target/site".into(),
             max_frame_bytes: 64 * 1024,
             queue_frames: 1024,
-            heartbeat_secs: 15,
-            idle_timeout_secs: 45,
+            heartbeat_secs: 3,
+            idle_timeout_secs: 8,
             allowed_origins: Vec::new(),
+            guest_access: true,
+            message_rate: 1000.0,
+            message_burst: 1000.0,
+            presence_grace_ms: 200,
         }
     }
 }

@@ -19,7 +19,8 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::chat::{encode, Chat};
+use super::auth::Identity;
+use super::chat::{encode, user_topic, Chat};
 use super::hub::{Event, Hub, Peer};
 use super::seed;
 use super::AppState;
@@ -112,10 +113,16 @@ enum End {
     TooBig,
 }
 
+/// Typing notices per connection at most this often; extra ones are dropped.
+const TYPING_EVERY: Duration = Duration::from_millis(1000);
+
 struct Connection {
     socket: WebSocket,
     dialect: Dialect,
-    name: String,
+    who: Identity,
+    /// Chat topics this connection counts as present in.
+    present_in: Vec<Arc<str>>,
+    last_typing: Option<Instant>,
     peer: Arc<Peer>,
     events: mpsc::Receiver<Arc<Event>>,
     /// Topics subscribed to, with the last offset delivered in each durable one.
@@ -127,12 +134,14 @@ struct Connection {
 }
 
 /// Serve one upgraded socket until it closes.
-pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, name: String) {
+pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Identity) {
     let (peer, events) = state.hub.connect(state.config.queue_frames);
     let mut conn = Connection {
         socket,
         dialect,
-        name,
+        who,
+        present_in: Vec::new(),
+        last_typing: None,
         peer: peer.clone(),
         events,
         subscriptions: HashMap::new(),
@@ -144,6 +153,7 @@ pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, name: Str
     let end = conn.serve(&state).await;
     tracing::debug!(peer = peer.id(), ?end, "connection ended");
     state.hub.disconnect(&peer);
+    conn.leave_all();
 }
 
 impl Connection {
@@ -152,8 +162,12 @@ impl Connection {
         let idle_timeout = state.config.idle_timeout();
         match self.dialect {
             Dialect::Web => {
+                if let Some(user) = self.who.user() {
+                    let topic = self.hub.subscribe(&user_topic(user.id), &self.peer);
+                    self.subscriptions.insert(topic, 0);
+                }
                 let welcome = ServerFrame::Welcome {
-                    name: self.name.clone(),
+                    name: self.who.display_name(),
                     heartbeat_ms: heartbeat_every.as_millis() as u64,
                     max_frame_bytes: self.max_frame_bytes,
                 };
@@ -260,6 +274,13 @@ impl Connection {
 
     /// Whether this connection still wants `event`; moves its topic's offset on.
     fn wants(&mut self, event: &Event) -> bool {
+        if let Some(revoked) = &event.revoke {
+            if self.subscriptions.contains_key(&**revoked) {
+                self.hub.unsubscribe(revoked, &self.peer);
+                self.subscriptions.remove(&**revoked);
+                self.leave(revoked);
+            }
+        }
         match self.subscriptions.get_mut(&*event.topic) {
             None => false,
             Some(_) if event.offset == 0 => true,
@@ -337,11 +358,37 @@ impl Connection {
         };
         match frame {
             ClientFrame::Ping { id } => self.send_frame(&ServerFrame::Pong { id }).await,
-            ClientFrame::Subscribe { id, topic, resume } => self.subscribe(id, topic, resume).await,
+            ClientFrame::Subscribe { id, topic, resume, present } => self.subscribe(id, topic, resume, present).await,
             ClientFrame::Unsubscribe { id, topic } => {
-                self.hub.unsubscribe(&topic, &self.peer);
-                self.subscriptions.remove(topic.as_str());
+                if Topic::parse(&topic).is_some() {
+                    self.hub.unsubscribe(&topic, &self.peer);
+                    self.subscriptions.remove(topic.as_str());
+                    self.leave(&topic);
+                }
                 self.send_frame(&ServerFrame::Unsubscribed { id, topic }).await
+            }
+            ClientFrame::Typing { id, topic } => {
+                let Some(name) = self.subscriptions.get_key_value(topic.as_str()).map(|(k, _)| k.clone()) else {
+                    let message = "subscribe to a room before typing in it";
+                    return self.send_error(Some(id), ErrorCode::NotSubscribed, message).await;
+                };
+                let now = Instant::now();
+                if self.last_typing.is_some_and(|at| now.duration_since(at) < TYPING_EVERY) {
+                    return Ok(());
+                }
+                self.last_typing = Some(now);
+                let frame = encode(&ServerFrame::Typing { topic, user: self.who.display_name() });
+                self.hub.publish(Event { topic: name, offset: 0, frame, revoke: None });
+                Ok(())
+            }
+            ClientFrame::Read { id, topic, offset } => {
+                let Some(room) = self.chat_room(&id, &topic).await? else { return Ok(()) };
+                if let Some(user) = self.who.user() {
+                    if let Err(error) = self.chat.store().mark_read(user.id, room.id, offset).await {
+                        return self.internal_error(id, &error).await;
+                    }
+                }
+                Ok(())
             }
             ClientFrame::History { id, topic, before, limit } => {
                 let Some(room) = self.chat_room(&id, &topic).await? else { return Ok(()) };
@@ -359,6 +406,9 @@ impl Connection {
                 if let Err((code, message)) = check_text(&text) {
                     return self.send_error(Some(id), code, &message).await;
                 }
+                if let Err(error) = self.chat.check_rate(&self.who) {
+                    return self.send_error(Some(id), ErrorCode::RateLimited, &error.to_string()).await;
+                }
                 self.queue_publish(room.name, id, Some(topic), text);
                 Ok(())
             }
@@ -368,7 +418,7 @@ impl Connection {
     /// Start a publish; its ack or error is written when the store answers.
     fn queue_publish(&mut self, room: String, id: String, topic: Option<String>, text: String) {
         let chat = self.chat.clone();
-        let author = self.name.clone();
+        let author = self.who.display_name();
         let dialect = self.dialect;
         self.pending.push(Box::pin(async move {
             let result = chat.append(&room, id.clone(), author, text).await;
@@ -411,6 +461,9 @@ impl Connection {
         if let Err((code, message)) = check_text(&message) {
             return self.send_error(None, code, &message).await;
         }
+        if let Err(error) = self.chat.check_rate(&self.who) {
+            return self.send_error(None, ErrorCode::RateLimited, &error.to_string()).await;
+        }
         let id = format!("seed-{:032x}", rand::random::<u128>());
         self.queue_publish(LOBBY.to_owned(), id, None, message);
         Ok(())
@@ -419,9 +472,9 @@ impl Connection {
     /// The chat room a topic names, or an error frame sent and `None`.
     async fn chat_room(&mut self, id: &str, topic: &str) -> Result<Option<super::store::Room>, ()> {
         match Topic::parse(topic) {
-            Some(Topic::Chat(room)) => match self.chat.room(&room) {
-                Some(room) => Ok(Some(room)),
-                None => {
+            Some(Topic::Chat(room)) => match self.chat.room_for(&room, &self.who) {
+                Ok(room) => Ok(Some(room)),
+                Err(_) => {
                     self.send_error(Some(id.to_owned()), ErrorCode::UnknownRoom, &format!("no room is named {room:?}"))
                         .await?;
                     Ok(None)
@@ -435,14 +488,28 @@ impl Connection {
         }
     }
 
+    /// Stop counting as present in `topic`.
+    fn leave(&mut self, topic: &str) {
+        if let Some(pos) = self.present_in.iter().position(|t| &**t == topic) {
+            let name = self.present_in.swap_remove(pos);
+            self.chat.presence.leave(&name, &self.who.key());
+        }
+    }
+
+    fn leave_all(&mut self) {
+        for topic in std::mem::take(&mut self.present_in) {
+            self.chat.presence.leave(&topic, &self.who.key());
+        }
+    }
+
     async fn internal_error(&mut self, id: String, error: &(dyn std::fmt::Display + Sync)) -> Result<(), ()> {
         tracing::error!(%error, "request failed");
         self.send_error(Some(id), ErrorCode::Internal, "the server could not do that; retry").await
     }
 
-    async fn subscribe(&mut self, id: String, topic: String, resume: Option<Resume>) -> Result<(), ()> {
+    async fn subscribe(&mut self, id: String, topic: String, resume: Option<Resume>, present: bool) -> Result<(), ()> {
         match Topic::parse(&topic) {
-            Some(Topic::Rooms) => {
+            Some(Topic::Rooms | Topic::Activity) => {
                 let name = self.hub.subscribe(&topic, &self.peer);
                 self.subscriptions.insert(name, 0);
                 let frame = ServerFrame::Subscribed { id, topic, epoch: String::new(), head: 0 };
@@ -473,7 +540,13 @@ impl Connection {
                 self.subscriptions.insert(name.clone(), from);
                 let frame = ServerFrame::Subscribed { id: id.clone(), topic: topic.clone(), epoch: room.epoch, head };
                 self.send_frame(&frame).await?;
-                self.replay(&id, &name, room.id).await
+                self.replay(&id, &name, room.id).await?;
+                if present && !self.present_in.contains(&name) {
+                    self.chat.presence.join(&name, &self.who.key(), &self.who.display_name());
+                    self.present_in.push(name.clone());
+                }
+                let presence = self.chat.presence.frame(&name);
+                self.send_frame(&presence).await
             }
             None => {
                 let message = format!("{topic:?} is not a topic (chat:<room> or rooms)");

@@ -22,6 +22,8 @@ pub struct Event {
     /// what it already replayed from history.
     pub offset: u64,
     pub frame: Bytes,
+    /// A topic each recipient must leave before it gets this frame (access was revoked).
+    pub revoke: Option<Arc<str>>,
 }
 
 pub type PeerId = u64;
@@ -207,7 +209,7 @@ mod tests {
     use super::*;
 
     fn event(topic: &str, offset: u64) -> Event {
-        Event { topic: Arc::from(topic), offset, frame: Bytes::from(format!("{offset}")) }
+        Event { topic: Arc::from(topic), offset, frame: Bytes::from(format!("{offset}")), revoke: None }
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The server: HTTP routes, WebSocket upgrades, and the life cycle of one process.
 
+pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod gateway;
 pub mod hub;
+pub mod presence;
 pub mod seed;
+pub mod session;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -24,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::{shell, App};
-use crate::protocol::clean_display_name;
+use auth::Auth;
 use chat::Chat;
 use config::Config;
 use gateway::Dialect;
@@ -38,6 +41,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub chat: Arc<Chat>,
+    pub auth: Arc<Auth>,
     /// Cancelled when the server begins to shut down; every connection listens to it.
     pub shutdown: CancellationToken,
     /// Counts live connections, so shutdown can wait for their close frames.
@@ -73,7 +77,8 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let store = Store::open(&config.database_url).await?;
         let hub = Hub::new();
-        let chat = Chat::start(store, hub.clone()).await?;
+        let auth = Arc::new(Auth::new(store.clone()));
+        let chat = Chat::start(store, hub.clone(), config.chat_limits()).await?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
@@ -89,6 +94,7 @@ impl Server {
             config: Arc::new(config),
             hub,
             chat,
+            auth,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
@@ -146,7 +152,10 @@ pub fn router(state: AppState) -> Router {
 
 #[derive(Deserialize)]
 struct WsQuery {
+    /// A guest's display name (guest mode only).
     name: Option<String>,
+    /// An API token, for clients that cannot set headers (the tutorial's, devices).
+    token: Option<String>,
 }
 
 /// Browsers send the page's Origin on upgrade; a foreign one means another site is
@@ -163,22 +172,25 @@ fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
     own || config.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
-fn upgrade(
+async fn upgrade(
     ws: WebSocketUpgrade,
     headers: &HeaderMap,
     state: AppState,
     dialect: Dialect,
-    name: Option<String>,
+    query: WsQuery,
 ) -> Response {
     if !origin_allowed(headers, &state.config) {
         return (StatusCode::FORBIDDEN, "WebSocket upgrade from a foreign origin").into_response();
     }
-    let name = match name {
-        None => "anonymous".to_owned(),
-        Some(raw) => match clean_display_name(&raw) {
-            Some(name) => name,
-            None => return (StatusCode::BAD_REQUEST, "a name is 1 to 32 characters").into_response(),
-        },
+    if let Some(name) = &query.name {
+        if crate::protocol::clean_display_name(name).is_none() {
+            return (StatusCode::BAD_REQUEST, "a name is 1 to 32 characters").into_response();
+        }
+    }
+    let who =
+        state.auth.identify(headers, query.token.as_deref(), query.name.as_deref(), state.config.guest_access).await;
+    let Some(who) = who else {
+        return (StatusCode::UNAUTHORIZED, "sign in, or pass an API token as ?token=").into_response();
     };
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
@@ -193,7 +205,7 @@ fn upgrade(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            gateway::run(socket, state, dialect, name).await;
+            gateway::run(socket, state, dialect, who).await;
             drop(guard);
         })
 }
@@ -204,7 +216,7 @@ async fn ws_web(
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
 ) -> Response {
-    upgrade(ws, &headers, state, Dialect::Web, query.name)
+    upgrade(ws, &headers, state, Dialect::Web, query).await
 }
 
 async fn ws_seed_chat(
@@ -213,7 +225,7 @@ async fn ws_seed_chat(
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
 ) -> Response {
-    upgrade(ws, &headers, state, Dialect::SeedChat, query.name)
+    upgrade(ws, &headers, state, Dialect::SeedChat, query).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

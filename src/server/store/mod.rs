@@ -11,6 +11,9 @@ use sqlx::Row;
 
 use crate::protocol::ChatMessage;
 
+mod accounts;
+pub use accounts::{TokenInfo, User};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -21,6 +24,8 @@ pub enum StoreError {
     Folder { path: String, source: std::io::Error },
     #[error("a room named {0:?} exists already")]
     RoomExists(String),
+    #[error("the name {0:?} is taken")]
+    NameTaken(String),
 }
 
 /// A room as stored.
@@ -29,7 +34,21 @@ pub struct Room {
     pub id: i64,
     pub name: String,
     pub epoch: String,
+    pub private: bool,
+    pub created_by: Option<i64>,
 }
+
+fn row_to_room(r: &sqlx::sqlite::SqliteRow) -> Result<Room, sqlx::Error> {
+    Ok(Room {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        epoch: r.try_get("epoch")?,
+        private: r.try_get::<i64, _>("is_private")? != 0,
+        created_by: r.try_get("created_by")?,
+    })
+}
+
+const ROOM_COLUMNS: &str = "id, name, epoch, is_private, created_by";
 
 /// A message on its way in.
 #[derive(Debug, Clone)]
@@ -100,34 +119,48 @@ impl Store {
     }
 
     pub async fn rooms(&self) -> Result<Vec<Room>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, epoch FROM rooms ORDER BY name").fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| Ok(Room { id: r.try_get("id")?, name: r.try_get("name")?, epoch: r.try_get("epoch")? }))
-            .collect()
+        let rows =
+            sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms ORDER BY name")).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(row_to_room).collect::<Result<_, _>>()?)
     }
 
     pub async fn room(&self, name: &str) -> Result<Option<Room>, StoreError> {
-        let row = sqlx::query("SELECT id, name, epoch FROM rooms WHERE name = ?")
+        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(Room { id: r.try_get("id")?, name: r.try_get("name")?, epoch: r.try_get("epoch")? }),
-            None => None,
-        })
+        Ok(row.as_ref().map(row_to_room).transpose()?)
     }
 
     /// Create a room; the caller has checked the name. Fails with `RoomExists` on a taken name.
-    pub async fn create_room(&self, name: &str) -> Result<Room, StoreError> {
+    /// A private room's creator is its first member.
+    pub async fn create_room(&self, name: &str, private: bool, created_by: Option<i64>) -> Result<Room, StoreError> {
         let epoch = format!("{:016x}", rand::random::<u64>());
-        let result = sqlx::query("INSERT INTO rooms (name, epoch, created_at) VALUES (?, ?, ?) RETURNING id")
-            .bind(name)
-            .bind(&epoch)
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await;
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO rooms (name, epoch, created_at, is_private, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(&epoch)
+        .bind(now_ms())
+        .bind(private)
+        .bind(created_by)
+        .fetch_one(&mut *tx)
+        .await;
         match result {
-            Ok(row) => Ok(Room { id: row.try_get("id")?, name: name.to_owned(), epoch }),
+            Ok(row) => {
+                let id: i64 = row.try_get("id")?;
+                if let (true, Some(user)) = (private, created_by) {
+                    sqlx::query("INSERT INTO room_members (room_id, user_id, added_at) VALUES (?, ?, ?)")
+                        .bind(id)
+                        .bind(user)
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Room { id, name: name.to_owned(), epoch, private, created_by })
+            }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::RoomExists(name.to_owned())),
             Err(e) => Err(e.into()),
         }
@@ -255,7 +288,7 @@ mod tests {
     async fn offsets_increase_per_room_and_retries_are_stored_once() {
         let (_dir, store) = store().await;
         let lobby = store.room("lobby").await.unwrap().unwrap();
-        let other = store.create_room("other").await.unwrap();
+        let other = store.create_room("other", false, None).await.unwrap();
         let out = store
             .append_batch(&[new(lobby.id, "a"), new(other.id, "b"), new(lobby.id, "c"), new(lobby.id, "a")])
             .await
@@ -287,8 +320,8 @@ mod tests {
     #[tokio::test]
     async fn room_names_are_unique() {
         let (_dir, store) = store().await;
-        assert!(matches!(store.create_room("lobby").await, Err(StoreError::RoomExists(_))));
-        store.create_room("x").await.unwrap();
+        assert!(matches!(store.create_room("lobby", false, None).await, Err(StoreError::RoomExists(_))));
+        store.create_room("x", false, None).await.unwrap();
         let names: Vec<_> = store.rooms().await.unwrap().into_iter().map(|r| r.name).collect();
         assert_eq!(names, vec!["lobby", "x"]);
     }
