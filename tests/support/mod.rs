@@ -36,6 +36,18 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_tests(format!("sqlite://{}/test.db", dir.path().display()));
         adjust(&mut config);
+        Self::launch(config, dir).await
+    }
+
+    /// Stop, then start again on the same database.
+    pub async fn restart(mut self) -> TestServer {
+        self.stop().await;
+        let config = (*self.state.config).clone();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
+        Self::launch(config, dir).await
+    }
+
+    async fn launch(config: Config, dir: tempfile::TempDir) -> TestServer {
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
         let state = server.state().clone();
@@ -194,5 +206,88 @@ impl Client {
                 reason: "".into(),
             }))
             .await;
+    }
+}
+
+/// A plain HTTP/1.1 response.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The session secret this response sets, if any.
+    pub fn session(&self) -> Option<String> {
+        let cookie = self.header("set-cookie")?;
+        let value = cookie.split(';').next()?.strip_prefix("switchboard_session=")?;
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+}
+
+/// One HTTP request on its own connection: enough for server functions and the API.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers = lines.filter_map(|l| l.split_once(": ")).map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+    HttpResponse { status, headers, body: body.to_owned() }
+}
+
+/// Call a server function with a form body, as a browser with JavaScript does.
+pub async fn server_fn(addr: SocketAddr, name: &str, form: &str, session: Option<&str>) -> HttpResponse {
+    let cookie = session.map(|s| format!("switchboard_session={s}")).unwrap_or_default();
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")];
+    if session.is_some() {
+        headers.push(("Cookie", cookie.as_str()));
+    }
+    http(addr, "POST", &format!("/api/{name}"), &headers, form).await
+}
+
+impl TestServer {
+    /// Sign up over HTTP and return the session secret.
+    pub async fn sign_up(&self, username: &str) -> String {
+        let response =
+            server_fn(self.addr, "sign_up", &format!("username={username}&password=correct-horse"), None).await;
+        assert_eq!(response.status, 200, "sign up: {}", response.body);
+        response.session().expect("a session cookie")
+    }
+
+    /// A WebSocket as the holder of `session`.
+    pub async fn web_as(&self, session: &str) -> Client {
+        let mut request = self.url("/ws").into_client_request().expect("request");
+        request.headers_mut().insert("cookie", format!("switchboard_session={session}").parse().expect("cookie"));
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("websocket connects");
+        Client { ws, next_id: 1 }
+    }
+
+    /// The HTTP status of a refused upgrade, or 101.
+    pub async fn upgrade_status(&self, path: &str, session: Option<&str>) -> u16 {
+        let mut request = self.url(path).into_client_request().expect("request");
+        if let Some(session) = session {
+            request.headers_mut().insert("cookie", format!("switchboard_session={session}").parse().expect("cookie"));
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(other) => panic!("unexpected upgrade error: {other}"),
+        }
     }
 }
