@@ -75,7 +75,10 @@ pub fn App() -> impl IntoView {
     provide_context(session);
 
     // Effects run only in the browser, after hydration.
-    Effect::new(move |_| set_hydrated.set(true));
+    Effect::new(move |_| {
+        set_hydrated.set(true);
+        client::mark_hydrated();
+    });
     Effect::new(move |_| match session.me.get() {
         Some(Ok(me)) if me.user.is_some() => client::start(None, session.conn),
         Some(Ok(me)) if me.guest_access => {

@@ -312,15 +312,16 @@ async fn typing_reaches_the_room() {
 async fn unread_counts_follow_read_markers() {
     let server = closed_server().await;
     let alice = server.sign_up("alice").await;
-    let bob = server.sign_up("bob").await;
     let mut a = server.web_as(&alice).await;
+    a.publish(LOBBY, "before", "said before bob came").await;
+    let bob = server.sign_up("bob").await;
     for i in 0..4 {
         a.publish(LOBBY, &format!("u{i}"), "news").await;
     }
     let rooms: Value = serde_json::from_str(&server_fn(server.addr, "list_rooms", "", Some(&bob)).await.body).unwrap();
     assert_eq!(rooms[0]["unread"], 4);
     let mut b = server.web_as(&bob).await;
-    b.send(json!({"type": "read", "id": "r", "topic": LOBBY, "offset": 3})).await;
+    b.send(json!({"type": "read", "id": "r", "topic": LOBBY, "offset": 4})).await;
     b.send(json!({"type": "ping", "id": "p"})).await;
     b.next_of("pong").await;
     let rooms: Value = serde_json::from_str(&server_fn(server.addr, "list_rooms", "", Some(&bob)).await.body).unwrap();

@@ -1,5 +1,7 @@
 import { expect, test } from "@playwright/test";
-import { createRoom, send, stored, unique, visitor } from "./helpers";
+import { createRoom, hydrated, send, stored, unique, visitor, closeContexts, newContext } from "./helpers";
+
+test.afterEach(closeContexts);
 
 test("two browsers chat both ways", async ({ browser }) => {
   const room = unique("both");
@@ -12,7 +14,7 @@ test("two browsers chat both ways", async ({ browser }) => {
   await send(bob.page, "hi alice\nsecond line");
   await expect(stored(alice.page)).toHaveText(["hi bob", "hi alice\nsecond line"]);
   await expect(stored(bob.page)).toHaveText(["hi bob", "hi alice\nsecond line"]);
-  await expect(alice.page.locator(".msg .author").last()).toHaveText("bob");
+  await expect(alice.page.locator(".msg .author").last()).toHaveText(bob.name);
 });
 
 test("shift+enter starts a new line and markup is shown as text", async ({ browser }) => {
@@ -46,20 +48,21 @@ test("a reload shows the history", async ({ browser }) => {
 
 test("the server-rendered page shows the history with JavaScript disabled", async ({ browser }) => {
   const room = unique("nojs");
-  const { page } = await visitor(browser, "erin");
+  const { context: jsContext, page, name } = await visitor(browser, "erin");
   await createRoom(page, room);
   await send(page, "rendered on the server");
   await send(page, "<script>alert(1)</script>");
   await expect(stored(page)).toHaveCount(2);
 
-  const context = await browser.newContext({ javaScriptEnabled: false });
+  const context = await newContext(browser, { javaScriptEnabled: false });
+  await context.addCookies(await jsContext.cookies());
   const noJs = await context.newPage();
   await noJs.goto(`/rooms/${room}`);
   await expect(noJs.locator(".message-list .msg .text")).toHaveText([
     "rendered on the server",
     "<script>alert(1)</script>",
   ]);
-  await expect(noJs.locator(".msg .author").first()).toHaveText("erin");
+  await expect(noJs.locator(".msg .author").first()).toHaveText(name);
   await expect(noJs.locator(".msg time").first()).toContainText("UTC");
 });
 
@@ -69,7 +72,7 @@ test("opening a room shows the latest 50 and scrolling up loads older ones", asy
   await createRoom(page, room);
   // Fill the room over the protocol from the page itself: quicker than typing 60 messages.
   await page.evaluate(async (room) => {
-    const ws = new WebSocket(`ws://${location.host}/ws?name=bulk`);
+    const ws = new WebSocket(`ws://${location.host}/ws`);
     await new Promise((resolve) => (ws.onopen = resolve));
     let acks = 0;
     const done = new Promise<void>((resolve) => {
@@ -84,6 +87,7 @@ test("opening a room shows the latest 50 and scrolling up loads older ones", asy
     ws.close();
   }, room);
   await page.reload();
+  await hydrated(page);
   await expect(stored(page)).toHaveCount(50);
   await expect(stored(page).first()).toHaveText("bulk 11");
   await expect(page.getByTestId("connection")).toHaveText("connected");
@@ -128,6 +132,7 @@ test("a browser whose network is cut reconnects and shows what was sent meanwhil
 test("the tutorial's chat.js and the lobby talk to each other", async ({ browser }) => {
   const { page } = await visitor(browser, "gina");
   const token = unique("tutorial");
+  await expect(page.locator(".room-title")).toContainText("lobby");
   // The tutorial's client code, run as it is written (against our host).
   const received = await page.evaluate(async (token) => {
     const chatSocket = new WebSocket(`ws://${location.host}/ws/chat/`);

@@ -8,7 +8,7 @@
 mod socket;
 #[cfg(feature = "hydrate")]
 pub use socket::{
-    mark_read, muted_rooms, my_name, notification_permission, notify, on_visible, page_hidden, publish,
+    mark_hydrated, mark_read, muted_rooms, my_name, notification_permission, notify, on_visible, page_hidden, publish,
     request_history, request_notifications, set_muted_rooms, start, store_name, stored_name, subscribe, typing,
     unsubscribe,
 };
@@ -23,6 +23,7 @@ mod inert {
     pub fn start(_name: Option<String>, _status: RwSignal<ConnState>) {}
     pub fn subscribe(_topic: &str, _resume: Option<Resume>, _present: bool, _handler: impl Fn(&ServerFrame) + 'static) {
     }
+    pub fn mark_hydrated() {}
     pub fn my_name() -> String {
         String::new()
     }

@@ -406,6 +406,11 @@ pub fn mark_read(topic: &str, offset: u64) {
     send(&live, &ClientFrame::Read { id, topic: topic.to_owned(), offset });
 }
 
+/// Leave a mark that tests (and the curious) can wait for: the page is hydrated.
+pub fn mark_hydrated() {
+    let _ = js_sys::Reflect::set(&window(), &JsValue::from_str("__switchboard_hydrated"), &JsValue::TRUE);
+}
+
 /// Whether the tab is in the background.
 pub fn page_hidden() -> bool {
     document().hidden()

@@ -220,6 +220,8 @@ fn RoomList(current: Memo<String>) -> impl IntoView {
     view! {
         <nav class="rooms" aria-label="Rooms">
             <h2>"Rooms"</h2>
+            // Inside a Transition, so the server waits for the list and renders it.
+            <Transition fallback=|| ()>
             <ul>
                 <For each=shown key=|room| room.name.clone() let(room)>
                     <li>
@@ -246,6 +248,7 @@ fn RoomList(current: Memo<String>) -> impl IntoView {
                     </li>
                 </For>
             </ul>
+            </Transition>
             <Show when=move || session.me.get().and_then(Result::ok).is_some_and(|me| me.user.is_some())>
                 <ActionForm action=create attr:class="new-room">
                     <label for="new-room-name">"New room"</label>

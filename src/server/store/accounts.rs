@@ -52,6 +52,14 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        // A newcomer has read everything said before they came: only what follows is unread.
+        sqlx::query(
+            "INSERT INTO room_reads (user_id, room_id, last_read)
+             SELECT ?, r.id, COALESCE((SELECT MAX(seq) FROM messages m WHERE m.room_id = r.id), 0) FROM rooms r",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(User { id, username: username.to_owned(), is_admin })
     }
