@@ -21,7 +21,13 @@ mod inert {
     use crate::protocol::{Resume, ServerFrame};
 
     pub fn start(_name: Option<String>, _status: RwSignal<ConnState>) {}
-    pub fn subscribe(_topic: &str, _resume: Option<Resume>, _present: bool, _handler: impl Fn(&ServerFrame) + 'static) {
+    pub fn subscribe(
+        _topic: &str,
+        _resume: Option<Resume>,
+        _present: bool,
+        _handler: impl Fn(&ServerFrame) + 'static,
+    ) -> u64 {
+        0
     }
     pub fn mark_hydrated() {}
     pub fn my_name() -> String {
@@ -42,7 +48,7 @@ mod inert {
         Vec::new()
     }
     pub fn set_muted_rooms(_rooms: &[String]) {}
-    pub fn unsubscribe(_topic: &str) {}
+    pub fn unsubscribe(_topic: &str, _handle: u64) {}
     pub fn publish(_topic: &str, _text: String) -> String {
         String::new()
     }

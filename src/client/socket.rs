@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::components::connection::ConnState;
-use crate::protocol::{ClientFrame, Resume, ServerFrame};
+use crate::protocol::{ClientFrame, ErrorCode, Resume, ServerFrame};
 
 /// Client heartbeat: a ping this often, and the socket is taken for dead after this
 /// long without hearing anything.
@@ -28,6 +28,9 @@ const BACKOFF_MAX_MS: f64 = 30_000.0;
 type Handler = Rc<dyn Fn(&ServerFrame)>;
 
 struct Subscription {
+    /// Which `subscribe` call this is, so that a late `unsubscribe` from a view that was
+    /// replaced does not end its successor's subscription.
+    handle: u64,
     resume: Option<Resume>,
     present: bool,
     handler: Handler,
@@ -66,6 +69,7 @@ struct Live {
     /// My name as the server knows it (from `welcome`).
     me: RefCell<String>,
     last_typing: Cell<f64>,
+    next_handle: Cell<u64>,
 }
 
 thread_local! {
@@ -95,6 +99,7 @@ fn live_or_init() -> Rc<Live> {
                     generation: Cell::new(0),
                     me: RefCell::new(String::new()),
                     last_typing: Cell::new(0.0),
+                    next_handle: Cell::new(1),
                 })
             })
             .clone()
@@ -349,21 +354,34 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
         | ServerFrame::Activity { topic, .. }
         | ServerFrame::Presence { topic, .. }
         | ServerFrame::Typing { topic, .. } => topic.clone(),
-        ServerFrame::Error { id: Some(id), .. } => {
-            // A publish the server refused for good is not retried.
-            let refused = live.outbox.borrow().iter().find_map(|f| match f {
-                ClientFrame::Publish { id: pid, topic, .. } if pid == id => Some(topic.clone()),
-                _ => None,
-            });
-            match refused {
-                Some(topic) => {
-                    live.outbox
-                        .borrow_mut()
-                        .retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
-                    topic
-                }
-                None => return,
+        ServerFrame::Error { id: Some(id), code, .. } => {
+            let failed = live
+                .outbox
+                .borrow()
+                .iter()
+                .find(|f| matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id))
+                .cloned();
+            let Some(frame) = failed else { return };
+            let ClientFrame::Publish { topic, .. } = &frame else { return };
+            let topic = topic.clone();
+            if matches!(code, ErrorCode::Internal | ErrorCode::RateLimited) {
+                // Worth another try under the same id, which the server will not store twice.
+                let generation = live.generation.get();
+                set_timeout(
+                    move || {
+                        if let Some(live) = current(generation) {
+                            if live.outbox.borrow().contains(&frame) {
+                                send(&live, &frame);
+                            }
+                        }
+                    },
+                    Duration::from_millis(1500),
+                );
+                return;
             }
+            // Refused for good: not retried; the view shows why.
+            live.outbox.borrow_mut().retain(|f| !matches!(f, ClientFrame::Publish { id: pid, .. } if pid == id));
+            topic
         }
         _ => return,
     };
@@ -375,12 +393,18 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
 
 /// Follow a topic. With `resume`, the server first sends everything after it. `present`:
 /// count me in the room's online list while subscribed.
-pub fn subscribe(topic: &str, resume: Option<Resume>, present: bool, handler: impl Fn(&ServerFrame) + 'static) {
+///
+/// Returns a handle for [`unsubscribe`]. A second subscription to the same topic replaces
+/// the first (its handler and its presence).
+pub fn subscribe(topic: &str, resume: Option<Resume>, present: bool, handler: impl Fn(&ServerFrame) + 'static) -> u64 {
     let live = live_or_init();
+    let handle = live.next_handle.get();
+    live.next_handle.set(handle + 1);
     live.subscriptions
         .borrow_mut()
-        .insert(topic.to_owned(), Subscription { resume: resume.clone(), present, handler: Rc::new(handler) });
+        .insert(topic.to_owned(), Subscription { handle, resume: resume.clone(), present, handler: Rc::new(handler) });
     send(&live, &ClientFrame::Subscribe { id: format!("sub-{topic}"), topic: topic.to_owned(), resume, present });
+    handle
 }
 
 /// My name as the server shows it to others.
@@ -487,9 +511,12 @@ pub fn set_muted_rooms(rooms: &[String]) {
     }
 }
 
-pub fn unsubscribe(topic: &str) {
+/// End the subscription `handle` made, unless a newer one has replaced it.
+pub fn unsubscribe(topic: &str, handle: u64) {
     let Some(live) = live() else { return };
-    if live.subscriptions.borrow_mut().remove(topic).is_some() {
+    let current = live.subscriptions.borrow().get(topic).map(|s| s.handle);
+    if current == Some(handle) {
+        live.subscriptions.borrow_mut().remove(topic);
         let id = request_id(&live);
         send(&live, &ClientFrame::Unsubscribe { id, topic: topic.to_owned() });
     }

@@ -5,6 +5,9 @@
 //! last offset it rendered, so the live stream continues exactly where the HTML
 //! stopped: no gap, no duplicate.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use leptos::html::Div;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -331,7 +334,9 @@ fn RoomView(page: RoomPage) -> impl IntoView {
     };
 
     // Subscribe once in the browser, resuming right after the last rendered message.
+    let handle = Arc::new(AtomicU64::new(0));
     {
+        let handle = handle.clone();
         let topic = topic.clone();
         let epoch = page.room.epoch.clone();
         let room = room_name.clone();
@@ -348,7 +353,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                 move || mark_read()
             });
             mark_read();
-            client::subscribe(&topic, Some(resume), true, move |frame| match frame {
+            let made = client::subscribe(&topic, Some(resume), true, move |frame| match frame {
                 ServerFrame::Message { message, .. } => {
                     let stick = near_bottom();
                     pending.update(|p| p.retain(|x| x.id != message.id));
@@ -364,18 +369,16 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                     }
                 }
                 ServerFrame::Presence { online: names, .. } => online.set(names.clone()),
-                ServerFrame::Typing { user, .. } => {
-                    if *user != client::my_name() {
-                        let until = now_ms() + 4000.0;
-                        typists.update(|t| {
-                            t.retain(|x| &x.name != user);
-                            t.push(Typist { name: user.clone(), until });
-                        });
-                        set_timeout(
-                            move || typists.update(|t| t.retain(|x| x.until > now_ms())),
-                            std::time::Duration::from_millis(4100),
-                        );
-                    }
+                ServerFrame::Typing { user, .. } if *user != client::my_name() => {
+                    let until = now_ms() + 4000.0;
+                    typists.update(|t| {
+                        t.retain(|x| &x.name != user);
+                        t.push(Typist { name: user.clone(), until });
+                    });
+                    set_timeout(
+                        move || typists.update(|t| t.retain(|x| x.until > now_ms())),
+                        std::time::Duration::from_millis(4100),
+                    );
                 }
                 ServerFrame::Reset { .. } => {
                     messages.set(Vec::new());
@@ -411,11 +414,12 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                 }
                 _ => {}
             });
+            handle.store(made, Ordering::Relaxed);
         });
     }
     {
         let topic = topic.clone();
-        on_cleanup(move || client::unsubscribe(&topic));
+        on_cleanup(move || client::unsubscribe(&topic, handle.load(Ordering::Relaxed)));
     }
 
     let load_older = {

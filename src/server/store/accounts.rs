@@ -33,7 +33,7 @@ fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
 impl Store {
     /// Create a user. The first user of an installation is its admin.
     pub async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *tx).await?;
         let is_admin = existing == 0;
         let result = sqlx::query(

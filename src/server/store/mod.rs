@@ -136,7 +136,7 @@ impl Store {
     /// A private room's creator is its first member.
     pub async fn create_room(&self, name: &str, private: bool, created_by: Option<i64>) -> Result<Room, StoreError> {
         let epoch = format!("{:016x}", rand::random::<u64>());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let result = sqlx::query(
             "INSERT INTO rooms (name, epoch, created_at, is_private, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
@@ -213,10 +213,12 @@ impl Store {
         Ok((messages, more))
     }
 
-    /// Store a batch in one transaction. A message whose client id the room has seen
+    /// Store a batch in one transaction. Write transactions begin IMMEDIATE: a deferred one
+    /// that reads first and then writes fails outright when another connection wrote in
+    /// between (SQLITE_BUSY_SNAPSHOT), instead of waiting its turn. A message whose client id the room has seen
     /// comes back as the stored one, marked duplicate.
     pub async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut heads: Vec<(i64, i64)> = Vec::new();
         let mut out = Vec::with_capacity(batch.len());
         let ts = now_ms();
@@ -315,6 +317,26 @@ mod tests {
         assert!(!more);
         let after = store.messages_after(lobby.id, 8, 10).await.unwrap();
         assert_eq!(after.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![9, 10]);
+    }
+
+    #[tokio::test]
+    async fn appends_succeed_while_other_connections_write() {
+        let (_dir, store) = store().await;
+        let lobby = store.room("lobby").await.unwrap().unwrap();
+        let user = store.create_user("reader", "hash").await.unwrap();
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..200u64 {
+                    store.mark_read(user.id, lobby.id, i).await.unwrap();
+                }
+            })
+        };
+        for i in 0..200 {
+            let out = store.append_batch(&[new(lobby.id, &format!("c{i}"))]).await;
+            assert!(out.is_ok(), "append {i} failed: {out:?}");
+        }
+        writer.await.unwrap();
     }
 
     #[tokio::test]
