@@ -31,7 +31,7 @@ export default defineConfig({
     // A fresh database for every run, the release build, the built site.
     command:
       `rm -rf ../target/e2e && ../target/release/switchboard --addr 127.0.0.1:${port} ` +
-      `--database-url sqlite://../target/e2e/e2e.db --site-root ../target/site ` +
+      `--database-url sqlite://../target/e2e/e2e.db --site-root ${process.env.E2E_SITE_ROOT ?? "../target/site"} ` +
       // The bulk-history test posts 60 messages at once; the default burst is 20.
       `--message-burst 100`,
     url: `http://127.0.0.1:${port}/healthz`,

@@ -13,6 +13,11 @@ export async function closeContexts() {
 export async function newContext(browser: Browser, options: Parameters<Browser["newContext"]>[0] = {}) {
   const context = await browser.newContext(options);
   opened.push(context);
+  // Errors in the page (a failed hydration, a panic) show in the test's output.
+  context.on("weberror", (error) => console.log(`page error: ${error.error().message}`));
+  context.on("console", (message) => {
+    if (message.type() === "error") console.log(`console error: ${message.text().slice(0, 500)}`);
+  });
   return context;
 }
 

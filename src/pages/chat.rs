@@ -111,15 +111,19 @@ pub fn ChatPage() -> impl IntoView {
     let params = use_params_map();
     let room = Memo::new(move |_| params.read().get("room").unwrap_or_else(|| LOBBY.to_owned()));
     let page = Resource::new(move || room.get(), load_room);
+    // Created here, not inside the room list, so that server and browser create the
+    // resources in the same order and the list hydrates from the same data.
+    let listed = Resource::new(|| (), |_| list_rooms());
     Effect::new(move |_| session.current_room.set(Some(room.get())));
     on_cleanup(move || session.current_room.set(None));
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let summaries = listed.await.unwrap_or_default();
                 match page.await {
                     Ok(page) => view! {
                         <div class="chat-layout">
-                            <RoomList current=room/>
+                            <RoomList current=room summaries/>
                             <section class="room"><RoomView page/></section>
                         </div>
                     }.into_any(),
@@ -132,7 +136,7 @@ pub fn ChatPage() -> impl IntoView {
                     }.into_any(),
                     Err(error) => view! {
                         <div class="chat-layout">
-                            <RoomList current=room/>
+                            <RoomList current=room summaries/>
                             <section class="room"><p class="error" role="alert">{error.to_string()}</p></section>
                         </div>
                     }.into_any(),
@@ -153,20 +157,15 @@ fn add_room(rooms: RwSignal<Vec<RoomInfo>>, room: &RoomInfo) {
 
 /// The rooms I can see, kept current, with unread counts; and a form to create one.
 #[component]
-fn RoomList(current: Memo<String>) -> impl IntoView {
+fn RoomList(current: Memo<String>, summaries: Vec<RoomSummary>) -> impl IntoView {
     let session = expect_context::<Session>();
-    let listed = Resource::new(|| (), |_| list_rooms());
-    let rooms = RwSignal::new(Vec::<RoomInfo>::new());
+    let rooms = RwSignal::new(summaries.iter().map(|s| s.room.clone()).collect::<Vec<_>>());
     let create = ServerAction::<CreateRoom>::new();
     let navigate = use_navigate();
 
-    // The server-rendered list first; the live one once it loads.
-    let initial = move || listed.get().and_then(Result::ok).unwrap_or_default();
+    // Unread counts start from the server's, after hydration (the first render shows none
+    // on both sides).
     Effect::new(move |_| {
-        let summaries = initial();
-        for summary in &summaries {
-            add_room(rooms, &summary.room);
-        }
         session.unread.update(|unread| {
             for summary in &summaries {
                 unread.entry(summary.room.name.clone()).or_insert(summary.unread);
@@ -212,21 +211,11 @@ fn RoomList(current: Memo<String>) -> impl IntoView {
         }
     });
 
-    let shown = move || {
-        let live = rooms.get();
-        if live.is_empty() {
-            initial().into_iter().map(|s| s.room).collect()
-        } else {
-            live
-        }
-    };
     view! {
         <nav class="rooms" aria-label="Rooms">
             <h2>"Rooms"</h2>
-            // Inside a Transition, so the server waits for the list and renders it.
-            <Transition fallback=|| ()>
             <ul>
-                <For each=shown key=|room| room.name.clone() let(room)>
+                <For each=move || rooms.get() key=|room| room.name.clone() let(room)>
                     <li>
                         <a
                             href=format!("/rooms/{}", room.name)
@@ -251,7 +240,6 @@ fn RoomList(current: Memo<String>) -> impl IntoView {
                     </li>
                 </For>
             </ul>
-            </Transition>
             <Show when=move || session.me.get().and_then(Result::ok).is_some_and(|me| me.user.is_some())>
                 <ActionForm action=create attr:class="new-room">
                     <label for="new-room-name">"New room"</label>
@@ -574,9 +562,13 @@ fn MessageList(messages: RwSignal<Vec<ChatMessage>>, pending: RwSignal<Vec<Pendi
 fn Members(room: String, can_manage: bool) -> impl IntoView {
     let invite = ServerAction::<InviteMember>::new();
     let remove = ServerAction::<RemoveMember>::new();
+    // Loaded in the browser only: the list is not part of the first render.
     let members = {
         let room = room.clone();
-        Resource::new(move || (invite.version().get(), remove.version().get()), move |_| room_members(room.clone()))
+        LocalResource::new(move || {
+            let _ = (invite.version().get(), remove.version().get());
+            room_members(room.clone())
+        })
     };
     let invite_room = room.clone();
     let error = move || match (invite.value().get(), remove.value().get()) {
