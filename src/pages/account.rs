@@ -41,17 +41,7 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
         Ok::<_, AppError>(secret)
     }
     .await;
-    match result {
-        Ok(secret) => {
-            session::set_session_cookie(Some(&secret));
-            session::redirect_form("/", None);
-            Ok(())
-        }
-        Err(error) => {
-            session::redirect_form("/signup", Some(&error.to_string()));
-            Err(error)
-        }
-    }
+    start_session(result, "/signup")
 }
 
 #[server(endpoint = "sign_in")]
@@ -63,6 +53,14 @@ pub async fn sign_in(username: String, password: String) -> Result<(), AppError>
         Ok::<_, AppError>(state.auth.start_session(&user).await?)
     }
     .await;
+    start_session(result, "/signin")
+}
+
+/// Set the cookie of a new session, or report why there is none (a plain form goes back to
+/// `form` with the error).
+#[cfg(feature = "ssr")]
+fn start_session(result: Result<String, AppError>, form: &str) -> Result<(), AppError> {
+    use crate::server::session;
     match result {
         Ok(secret) => {
             session::set_session_cookie(Some(&secret));
@@ -70,7 +68,7 @@ pub async fn sign_in(username: String, password: String) -> Result<(), AppError>
             Ok(())
         }
         Err(error) => {
-            session::redirect_form("/signin", Some(&error.to_string()));
+            session::redirect_form(form, Some(&error.to_string()));
             Err(error)
         }
     }
@@ -90,12 +88,19 @@ pub async fn sign_out() -> Result<(), AppError> {
 
 /// After a successful sign-in, -up or -out with JavaScript: reload so that the page and its
 /// live connection start over as the new identity.
-fn reload_to(path: &'static str) {
-    #[cfg(feature = "hydrate")]
-    {
-        let _ = window().location().set_href(path);
-    }
-    let _ = path;
+fn reload_on_success(
+    value: impl Get<Value = Option<Result<(), AppError>>> + Send + Sync + 'static,
+    path: &'static str,
+) {
+    Effect::new(move |_| {
+        if let Some(Ok(())) = value.get() {
+            #[cfg(feature = "hydrate")]
+            {
+                let _ = window().location().set_href(path);
+            }
+            let _ = path;
+        }
+    });
 }
 
 /// The error to show: the action's, or the one a no-JavaScript redirect put in the query.
@@ -114,11 +119,7 @@ fn form_error(
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
     let error = form_error(action.value());
-    Effect::new(move |_| {
-        if let Some(Ok(())) = action.value().get() {
-            reload_to("/");
-        }
-    });
+    reload_on_success(action.value(), "/");
     view! {
         <section class="auth-page">
             <h1>"Sign in"</h1>
@@ -137,11 +138,7 @@ pub fn SignInPage() -> impl IntoView {
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
     let error = form_error(action.value());
-    Effect::new(move |_| {
-        if let Some(Ok(())) = action.value().get() {
-            reload_to("/");
-        }
-    });
+    reload_on_success(action.value(), "/");
     view! {
         <section class="auth-page">
             <h1>"Create an account"</h1>
@@ -165,11 +162,7 @@ pub fn SignUpPage() -> impl IntoView {
 #[component]
 pub fn SignOutButton() -> impl IntoView {
     let action = ServerAction::<SignOut>::new();
-    Effect::new(move |_| {
-        if let Some(Ok(())) = action.value().get() {
-            reload_to("/signin");
-        }
-    });
+    reload_on_success(action.value(), "/signin");
     view! {
         <ActionForm action=action attr:class="signout">
             <button type="submit" class="link">"Sign out"</button>
