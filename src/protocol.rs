@@ -45,6 +45,16 @@ pub struct RoomInfo {
     pub private: bool,
 }
 
+/// Someone's latest position on a room's map.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Located {
+    pub user: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// When the server received it, in milliseconds since the Unix epoch.
+    pub ts: i64,
+}
+
 /// Where a client left a durable topic: the server sends what came after.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Resume {
@@ -85,6 +95,18 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Share my position on the room's map (`location:<room>`).
+    Locate {
+        id: String,
+        topic: String,
+        latitude: f64,
+        longitude: f64,
+    },
+    /// Stop sharing my position; it disappears from everyone's map.
+    StopSharing {
+        id: String,
+        topic: String,
+    },
     /// I am typing in this room (send at most every couple of seconds).
     Typing {
         id: String,
@@ -103,7 +125,8 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The frame types a client may send, as spelled on the wire.
-    pub const TYPES: [&'static str; 7] = ["subscribe", "unsubscribe", "publish", "history", "typing", "read", "ping"];
+    pub const TYPES: [&'static str; 9] =
+        ["subscribe", "unsubscribe", "publish", "history", "locate", "stop_sharing", "typing", "read", "ping"];
 }
 
 /// Frames the server sends.
@@ -179,6 +202,22 @@ pub enum ServerFrame {
         author: String,
         text: String,
     },
+    /// Everyone's latest position in a room: sent first on subscribing to `location:<room>`.
+    Locations {
+        topic: String,
+        positions: Vec<Located>,
+    },
+    /// Someone's new position.
+    Location {
+        topic: String,
+        #[serde(flatten)]
+        position: Located,
+    },
+    /// Someone stopped sharing or left.
+    LocationGone {
+        topic: String,
+        user: String,
+    },
     /// Someone is typing in the room.
     Typing {
         topic: String,
@@ -221,6 +260,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The request needs a subscription to the topic first.
     NotSubscribed,
+    /// A number outside its allowed range (or not finite).
+    OutOfRange,
     /// The server could not do it; the request may be retried.
     Internal,
 }
@@ -239,6 +280,7 @@ impl ErrorCode {
             ErrorCode::UnknownTopic => "unknown_topic",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::OutOfRange => "out_of_range",
             ErrorCode::Internal => "internal",
         }
     }
@@ -267,6 +309,8 @@ pub enum Topic {
     Rooms,
     /// `activity`: a short notice of every message in every room I can see.
     Activity,
+    /// `location:<room>`: the room's map. Latest position per person, not history.
+    Location(String),
 }
 
 impl Topic {
@@ -275,6 +319,9 @@ impl Topic {
             "rooms" => return Some(Topic::Rooms),
             "activity" => return Some(Topic::Activity),
             _ => {}
+        }
+        if let Some(room) = name.strip_prefix("location:") {
+            return valid_room_name(room).then(|| Topic::Location(room.to_owned()));
         }
         let room = name.strip_prefix("chat:")?;
         valid_room_name(room).then(|| Topic::Chat(room.to_owned()))
@@ -285,8 +332,13 @@ impl Topic {
             Topic::Chat(room) => chat_topic(room),
             Topic::Rooms => "rooms".to_owned(),
             Topic::Activity => "activity".to_owned(),
+            Topic::Location(room) => location_topic(room),
         }
     }
+}
+
+pub fn location_topic(room: &str) -> String {
+    format!("location:{room}")
 }
 
 pub fn chat_topic(room: &str) -> String {
@@ -358,6 +410,7 @@ mod tests {
         assert_eq!(Topic::parse("chat:Lobby"), None);
         assert_eq!(Topic::parse("chat:a b"), None);
         assert_eq!(Topic::parse("map:lobby"), None);
+        assert_eq!(Topic::parse("location:lobby"), Some(Topic::Location("lobby".into())));
         assert_eq!(Topic::parse(&format!("chat:{}", "a".repeat(33))), None);
     }
 

@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MESSAGE_BURST", default_value_t = 20.0)]
     pub message_burst: f64,
 
+    /// Position updates per second passed on for each person sharing; extra ones are coalesced
+    /// (the latest wins).
+    #[arg(long, env = "SWITCHBOARD_LOCATION_RATE", default_value_t = 4.0)]
+    pub location_rate: f64,
+
     /// Milliseconds someone stays in a room's online list after their last connection left
     /// (a reload does not make them blink out).
     #[arg(long, env = "SWITCHBOARD_PRESENCE_GRACE_MS", default_value_t = 2000)]
@@ -109,6 +114,7 @@ impl Config {
             message_rate: 1000.0,
             message_burst: 1000.0,
             presence_grace_ms: 200,
+            location_rate: 20.0,
         }
     }
 }

@@ -22,11 +22,12 @@ use tokio::time::Instant;
 use super::auth::Identity;
 use super::chat::{encode, user_topic, Chat};
 use super::hub::{Event, Hub, Peer};
+use super::location::{self, Locations};
 use super::seed;
 use super::AppState;
 use crate::protocol::{
-    close, ClientFrame, ErrorCode, Resume, ServerFrame, Topic, HISTORY_MAX, HISTORY_PAGE, LOBBY, MAX_ID_BYTES,
-    MAX_MESSAGE_CHARS,
+    close, location_topic, ClientFrame, ErrorCode, Resume, ServerFrame, Topic, HISTORY_MAX, HISTORY_PAGE, LOBBY,
+    MAX_ID_BYTES, MAX_MESSAGE_CHARS,
 };
 
 /// Events written per flush at most.
@@ -45,6 +46,8 @@ pub enum Dialect {
     Web,
     /// The tutorial's `/ws/chat/`.
     SeedChat,
+    /// The tutorial's `/ws/location/`.
+    SeedLocation,
 }
 
 /// A frame rejected before it reached any handler.
@@ -122,6 +125,9 @@ struct Connection {
     who: Identity,
     /// Chat topics this connection counts as present in.
     present_in: Vec<Arc<str>>,
+    /// Location topics this connection shares a position in.
+    sharing_in: Vec<Arc<str>>,
+    locations: Arc<Locations>,
     last_typing: Option<Instant>,
     peer: Arc<Peer>,
     events: mpsc::Receiver<Arc<Event>>,
@@ -141,6 +147,8 @@ pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Iden
         dialect,
         who,
         present_in: Vec::new(),
+        sharing_in: Vec::new(),
+        locations: state.locations.clone(),
         last_typing: None,
         peer: peer.clone(),
         events,
@@ -177,6 +185,10 @@ impl Connection {
             }
             Dialect::SeedChat => {
                 let topic = self.hub.subscribe(seed::CHAT_TOPIC, &self.peer);
+                self.subscriptions.insert(topic, 0);
+            }
+            Dialect::SeedLocation => {
+                let topic = self.hub.subscribe(location::SEED_TOPIC, &self.peer);
                 self.subscriptions.insert(topic, 0);
             }
         }
@@ -268,7 +280,7 @@ impl Connection {
     async fn send_error(&mut self, id: Option<String>, code: ErrorCode, message: &str) -> Result<(), ()> {
         match self.dialect {
             Dialect::Web => self.send_frame(&ServerFrame::Error { id, code, message: message.to_owned() }).await,
-            Dialect::SeedChat => self.send_text(seed::encode_error(code, message)).await,
+            Dialect::SeedChat | Dialect::SeedLocation => self.send_text(seed::encode_error(code, message)).await,
         }
     }
 
@@ -339,6 +351,7 @@ impl Connection {
                 match self.dialect {
                     Dialect::Web => self.on_web_frame(&text).await?,
                     Dialect::SeedChat => self.on_seed_chat(&text).await?,
+                    Dialect::SeedLocation => self.on_seed_location(&text).await?,
                 }
                 Ok(true)
             }
@@ -366,6 +379,21 @@ impl Connection {
                     self.leave(&topic);
                 }
                 self.send_frame(&ServerFrame::Unsubscribed { id, topic }).await
+            }
+            ClientFrame::Locate { id, topic, latitude, longitude } => {
+                let Some(room) = self.map_room(&id, &topic).await? else { return Ok(()) };
+                match location::validate(latitude, longitude) {
+                    Ok((latitude, longitude)) => {
+                        self.share(&location_topic(&room.name), latitude, longitude);
+                        Ok(())
+                    }
+                    Err((code, message)) => self.send_error(Some(id), code, &message).await,
+                }
+            }
+            ClientFrame::StopSharing { id, topic } => {
+                let Some(room) = self.map_room(&id, &topic).await? else { return Ok(()) };
+                self.stop_sharing(&location_topic(&room.name));
+                Ok(())
             }
             ClientFrame::Typing { id, topic } => {
                 let Some(name) = self.subscriptions.get_key_value(topic.as_str()).map(|(k, _)| k.clone()) else {
@@ -433,7 +461,7 @@ impl Connection {
                     .unwrap_or_default(),
                 ),
                 // The tutorial has no acknowledgements: its clients see their echo.
-                (Ok(_), Dialect::SeedChat) => None,
+                (Ok(_), _) => None,
                 (Err(error), Dialect::Web) => {
                     tracing::warn!(%error, "publish failed");
                     Some(
@@ -445,7 +473,7 @@ impl Connection {
                         .unwrap_or_default(),
                     )
                 }
-                (Err(error), Dialect::SeedChat) => {
+                (Err(error), _) => {
                     tracing::warn!(%error, "publish failed");
                     Some(seed::encode_error(ErrorCode::Internal, "the message could not be stored"))
                 }
@@ -488,6 +516,55 @@ impl Connection {
         }
     }
 
+    /// The room a `location:<room>` topic names, if this connection may use it; else an
+    /// error frame sent and `None`.
+    async fn map_room(&mut self, id: &str, topic: &str) -> Result<Option<super::store::Room>, ()> {
+        match Topic::parse(topic) {
+            Some(Topic::Location(room)) => match self.chat.room_for(&room, &self.who) {
+                Ok(room) => Ok(Some(room)),
+                Err(_) => {
+                    let message = format!("no room is named {room:?}");
+                    self.send_error(Some(id.to_owned()), ErrorCode::UnknownRoom, &message).await?;
+                    Ok(None)
+                }
+            },
+            _ => {
+                let message = format!("{topic:?} is not a map topic (location:<room>)");
+                self.send_error(Some(id.to_owned()), ErrorCode::UnknownTopic, &message).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn share(&mut self, topic: &str, latitude: f64, longitude: f64) {
+        let topic: Arc<str> = match self.sharing_in.iter().find(|t| &***t == topic) {
+            Some(known) => known.clone(),
+            None => {
+                let topic: Arc<str> = Arc::from(topic);
+                self.sharing_in.push(topic.clone());
+                topic
+            }
+        };
+        self.locations.update(&topic, &self.who.key(), &self.who.display_name(), latitude, longitude);
+    }
+
+    fn stop_sharing(&mut self, topic: &str) {
+        if let Some(pos) = self.sharing_in.iter().position(|t| &**t == topic) {
+            let topic = self.sharing_in.swap_remove(pos);
+            self.locations.remove(&topic, &self.who.key());
+        }
+    }
+
+    async fn on_seed_location(&mut self, text: &str) -> Result<(), ()> {
+        match location::decode_seed(text) {
+            Ok((latitude, longitude)) => {
+                self.share(&location_topic(LOBBY), latitude, longitude);
+                Ok(())
+            }
+            Err((code, message)) => self.send_error(None, code, &message).await,
+        }
+    }
+
     /// Stop counting as present in `topic`.
     fn leave(&mut self, topic: &str) {
         if let Some(pos) = self.present_in.iter().position(|t| &**t == topic) {
@@ -500,6 +577,9 @@ impl Connection {
         for topic in std::mem::take(&mut self.present_in) {
             self.chat.presence.leave(&topic, &self.who.key());
         }
+        for topic in std::mem::take(&mut self.sharing_in) {
+            self.locations.remove(&topic, &self.who.key());
+        }
     }
 
     async fn internal_error(&mut self, id: String, error: &(dyn std::fmt::Display + Sync)) -> Result<(), ()> {
@@ -509,6 +589,15 @@ impl Connection {
 
     async fn subscribe(&mut self, id: String, topic: String, resume: Option<Resume>, present: bool) -> Result<(), ()> {
         match Topic::parse(&topic) {
+            Some(Topic::Location(_)) => {
+                let Some(room) = self.map_room(&id, &topic).await? else { return Ok(()) };
+                let name = self.hub.subscribe(&topic, &self.peer);
+                self.subscriptions.insert(name, 0);
+                let frame = ServerFrame::Subscribed { id, topic: topic.clone(), epoch: room.epoch, head: 0 };
+                self.send_frame(&frame).await?;
+                let positions = self.locations.snapshot(&topic);
+                self.send_frame(&ServerFrame::Locations { topic, positions }).await
+            }
             Some(Topic::Rooms | Topic::Activity) => {
                 let name = self.hub.subscribe(&topic, &self.peer);
                 self.subscriptions.insert(name, 0);

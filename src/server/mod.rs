@@ -5,6 +5,7 @@ pub mod chat;
 pub mod config;
 pub mod gateway;
 pub mod hub;
+pub mod location;
 pub mod presence;
 pub mod seed;
 pub mod session;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub chat: Arc<Chat>,
     pub auth: Arc<Auth>,
+    pub locations: Arc<location::Locations>,
     /// Cancelled when the server begins to shut down; every connection listens to it.
     pub shutdown: CancellationToken,
     /// Counts live connections, so shutdown can wait for their close frames.
@@ -91,6 +93,7 @@ impl Server {
             .build();
         let state = AppState {
             leptos_options,
+            locations: location::Locations::new(hub.clone(), config.location_rate),
             config: Arc::new(config),
             hub,
             chat,
@@ -141,6 +144,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws_web))
         .route("/ws/chat/", get(ws_seed_chat))
+        .route("/ws/location/", get(ws_seed_location))
         .route("/healthz", get(|| async { "ok" }))
         .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
             let options = state.leptos_options.clone();
@@ -226,6 +230,15 @@ async fn ws_seed_chat(
     Query(query): Query<WsQuery>,
 ) -> Response {
     upgrade(ws, &headers, state, Dialect::SeedChat, query).await
+}
+
+async fn ws_seed_location(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+) -> Response {
+    upgrade(ws, &headers, state, Dialect::SeedLocation, query).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,0 +1,207 @@
+//! Live positions on each room's map.
+//!
+//! Positions are fast-changing state, not history: each room keeps only the latest
+//! position of each person sharing, which a new subscriber receives first. Updates
+//! from one person are coalesced to at most one per interval; the latest always wins
+//! and is sent when the interval ends, so nothing stale is left on anyone's map.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::chat::encode;
+use super::hub::{Event, Hub};
+use super::store::now_ms;
+use crate::protocol::{ErrorCode, Located, ServerFrame, LOBBY};
+
+/// The hub topic the tutorial's `/ws/location/` clients subscribe to.
+pub const SEED_TOPIC: &str = "seed:location";
+
+/// Check a position: finite, latitude in [-90, 90], longitude in [-180, 180].
+pub fn validate(latitude: f64, longitude: f64) -> Result<(f64, f64), (ErrorCode, String)> {
+    if !latitude.is_finite() || !longitude.is_finite() {
+        return Err((ErrorCode::OutOfRange, "latitude and longitude must be finite numbers".into()));
+    }
+    if !(-90.0..=90.0).contains(&latitude) {
+        return Err((ErrorCode::OutOfRange, format!("latitude {latitude} is outside [-90, 90]")));
+    }
+    if !(-180.0..=180.0).contains(&longitude) {
+        return Err((ErrorCode::OutOfRange, format!("longitude {longitude} is outside [-180, 180]")));
+    }
+    Ok((latitude, longitude))
+}
+
+struct Entry {
+    position: Located,
+    last_sent: Option<Instant>,
+    /// A flush is scheduled for the end of the interval.
+    pending: bool,
+}
+
+pub struct Locations {
+    hub: Arc<Hub>,
+    interval: Duration,
+    /// Per room topic (`location:<room>`), per person key.
+    rooms: Mutex<HashMap<Arc<str>, HashMap<String, Entry>>>,
+}
+
+impl Locations {
+    /// `per_second`: how many updates of one person are passed on each second at most.
+    pub fn new(hub: Arc<Hub>, per_second: f64) -> Arc<Locations> {
+        let interval = Duration::from_secs_f64(1.0 / per_second.max(0.01));
+        Arc::new(Locations { hub, interval, rooms: Mutex::new(HashMap::new()) })
+    }
+
+    /// Everyone's latest position in a room.
+    pub fn snapshot(&self, topic: &str) -> Vec<Located> {
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut positions: Vec<Located> =
+            rooms.get(topic).map(|people| people.values().map(|e| e.position.clone()).collect()).unwrap_or_default();
+        positions.sort_by(|a, b| a.user.cmp(&b.user));
+        positions
+    }
+
+    fn broadcast(&self, topic: &Arc<str>, position: &Located) {
+        if self.hub.subscriber_count(topic) > 0 {
+            let frame = encode(&ServerFrame::Location { topic: topic.to_string(), position: position.clone() });
+            self.hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+        }
+        if topic.strip_prefix("location:") == Some(LOBBY) && self.hub.subscriber_count(SEED_TOPIC) > 0 {
+            let frame = encode_seed(position.latitude, position.longitude);
+            self.hub.publish(Event { topic: Arc::from(SEED_TOPIC), offset: 0, frame, revoke: None });
+        }
+    }
+
+    /// Record a position; pass it on now, or at the end of the person's interval.
+    pub fn update(self: &Arc<Self>, topic: &Arc<str>, key: &str, user: &str, latitude: f64, longitude: f64) {
+        let position = Located { user: user.to_owned(), latitude, longitude, ts: now_ms() };
+        let now = Instant::now();
+        let send_now = {
+            let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = rooms.entry(topic.clone()).or_default().entry(key.to_owned()).or_insert(Entry {
+                position: position.clone(),
+                last_sent: None,
+                pending: false,
+            });
+            entry.position = position.clone();
+            let due = entry.last_sent.is_none_or(|at| now.duration_since(at) >= self.interval);
+            if due {
+                entry.last_sent = Some(now);
+                true
+            } else {
+                if !entry.pending {
+                    entry.pending = true;
+                    let wait = self
+                        .interval
+                        .saturating_sub(entry.last_sent.map_or(Duration::ZERO, |at| now.duration_since(at)));
+                    self.schedule_flush(topic.clone(), key.to_owned(), wait);
+                }
+                false
+            }
+        };
+        if send_now {
+            self.broadcast(topic, &position);
+        }
+    }
+
+    fn schedule_flush(self: &Arc<Self>, topic: Arc<str>, key: String, wait: Duration) {
+        let locations = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let latest = {
+                let mut rooms = locations.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+                rooms.get_mut(&topic).and_then(|people| people.get_mut(&key)).filter(|e| e.pending).map(|entry| {
+                    entry.pending = false;
+                    entry.last_sent = Some(Instant::now());
+                    entry.position.clone()
+                })
+            };
+            if let Some(position) = latest {
+                locations.broadcast(&topic, &position);
+            }
+        });
+    }
+
+    /// Forget a person's position (they stopped sharing or left) and tell the room.
+    pub fn remove(&self, topic: &Arc<str>, key: &str) {
+        let removed = {
+            let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            let removed = rooms.get_mut(topic).and_then(|people| people.remove(key));
+            if rooms.get(topic).is_some_and(HashMap::is_empty) {
+                rooms.remove(topic);
+            }
+            removed
+        };
+        if let Some(entry) = removed {
+            let frame = encode(&ServerFrame::LocationGone { topic: topic.to_string(), user: entry.position.user });
+            self.hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+        }
+    }
+}
+
+/// The tutorial's location frame.
+pub fn encode_seed(latitude: f64, longitude: f64) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::json!({ "latitude": latitude, "longitude": longitude }).to_string())
+}
+
+/// Read a tutorial location frame.
+pub fn decode_seed(text: &str) -> Result<(f64, f64), (ErrorCode, String)> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (ErrorCode::Malformed, format!("not JSON: {e}")))?;
+    let field = |name: &str| match value.get(name) {
+        Some(serde_json::Value::Number(n)) => {
+            n.as_f64().ok_or((ErrorCode::InvalidField, format!("`{name}` is not a number")))
+        }
+        Some(_) => Err((ErrorCode::InvalidField, format!("`{name}` must be a number"))),
+        None => Err((ErrorCode::InvalidField, format!("missing field `{name}`"))),
+    };
+    validate(field("latitude")?, field("longitude")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_must_be_on_the_globe() {
+        assert!(validate(0.0, 0.0).is_ok());
+        assert!(validate(90.0, -180.0).is_ok());
+        assert_eq!(validate(90.5, 0.0).unwrap_err().0, ErrorCode::OutOfRange);
+        assert_eq!(validate(0.0, 180.1).unwrap_err().0, ErrorCode::OutOfRange);
+        assert_eq!(validate(f64::NAN, 0.0).unwrap_err().0, ErrorCode::OutOfRange);
+        assert_eq!(validate(0.0, f64::INFINITY).unwrap_err().0, ErrorCode::OutOfRange);
+    }
+
+    #[test]
+    fn tutorial_frames_are_checked_like_ours() {
+        assert_eq!(decode_seed(r#"{"latitude": 48.85, "longitude": 2.35}"#), Ok((48.85, 2.35)));
+        assert_eq!(decode_seed(r#"{"latitude": "48", "longitude": 2}"#).unwrap_err().0, ErrorCode::InvalidField);
+        assert_eq!(decode_seed(r#"{"latitude": 48}"#).unwrap_err().0, ErrorCode::InvalidField);
+        assert_eq!(decode_seed(r#"{"latitude": 91, "longitude": 2}"#).unwrap_err().0, ErrorCode::OutOfRange);
+        assert_eq!(decode_seed("NaN").unwrap_err().0, ErrorCode::Malformed);
+        assert_eq!(&encode_seed(1.5, -2.0)[..], br#"{"latitude":1.5,"longitude":-2.0}"#);
+    }
+
+    #[tokio::test]
+    async fn updates_are_coalesced_and_the_latest_wins() {
+        let hub = Hub::new();
+        let (peer, mut rx) = hub.connect(64);
+        hub.subscribe("location:x", &peer);
+        let locations = Locations::new(hub.clone(), 10.0);
+        let topic: Arc<str> = Arc::from("location:x");
+        for i in 0..5 {
+            locations.update(&topic, "u:1", "ada", f64::from(i), 0.0);
+        }
+        let first: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap().frame).unwrap();
+        assert_eq!(first["latitude"], 0.0);
+        let second: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap().frame).unwrap();
+        assert_eq!(second["latitude"], 4.0, "the updates in between were coalesced into the latest");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(rx.try_recv().is_err(), "nothing else was sent");
+        assert_eq!(locations.snapshot("location:x")[0].latitude, 4.0);
+        locations.remove(&topic, "u:1");
+        let gone: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap().frame).unwrap();
+        assert_eq!(gone["type"], "location_gone");
+        assert!(locations.snapshot("location:x").is_empty());
+    }
+}
