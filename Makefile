@@ -16,6 +16,7 @@ WASM_PROFILE := wasm-release
 WASM_IN := target/$(WASM_TARGET)/$(WASM_PROFILE)/switchboard.wasm
 WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
 WASM_OPT := tools/node_modules/.bin/wasm-opt
+ATLAS := tools/node_modules/world-atlas/countries-110m.json
 CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
@@ -30,7 +31,7 @@ tools:
 	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked \
 	    || $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
-	@[ -x $(WASM_OPT) ] || (cd tools && npm install --no-audit --no-fund)
+	@[ -x $(WASM_OPT) ] && [ -f $(ATLAS) ] || (cd tools && npm install --no-audit --no-fund)
 
 ## Build the browser bundle and the server (release).
 build: $(SERVER) $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.css site-assets
@@ -49,9 +50,10 @@ $(PKG)/switchboard.css: style/main.css
 	cp style/main.css $@
 
 .PHONY: site-assets
-site-assets:
-	mkdir -p $(SITE)
+site-assets: | tools
+	mkdir -p $(SITE)/world
 	cp -r public/. $(SITE)/
+	cp $(ATLAS) $(SITE)/world/countries-110m.json
 
 $(SERVER): $(SOURCES)
 	$(CARGO) build --release --bin switchboard --no-default-features --features ssr
@@ -71,7 +73,7 @@ clippy: tools
 	$(CARGO) clippy --no-default-features --features ssr --all-targets -- -D warnings
 	$(CARGO) clippy --lib --target $(WASM_TARGET) --no-default-features --features hydrate -- -D warnings
 
-rust-test:
+rust-test: tools
 	$(CARGO) test --no-default-features --features ssr 2>&1 | tee target/rust-test.log
 
 e2e-deps:

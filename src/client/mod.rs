@@ -5,7 +5,11 @@
 //! happens there.
 
 #[cfg(feature = "hydrate")]
+pub mod map_canvas;
+#[cfg(feature = "hydrate")]
 mod socket;
+#[cfg(feature = "hydrate")]
+pub use socket::{clear_watch, locate, stop_sharing, watch_position};
 #[cfg(feature = "hydrate")]
 pub use socket::{
     mark_hydrated, mark_read, muted_rooms, my_name, notification_permission, notify, on_visible, page_hidden, publish,
@@ -30,6 +34,15 @@ mod inert {
         0
     }
     pub fn mark_hydrated() {}
+    pub fn locate(_topic: &str, _latitude: f64, _longitude: f64) {}
+    pub fn stop_sharing(_topic: &str) {}
+    pub fn watch_position(
+        _on_position: impl Fn(f64, f64) + 'static,
+        _on_error: impl Fn(String) + 'static,
+    ) -> Option<i32> {
+        None
+    }
+    pub fn clear_watch(_id: i32) {}
     pub fn my_name() -> String {
         String::new()
     }

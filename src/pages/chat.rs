@@ -489,6 +489,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                     <span class="label">"Online: "</span>
                     {move || online.get().join(", ")}
                 </p>
+                <a class="map-link" href=format!("/rooms/{}/map", room_name)>"Map"</a>
                 <button class="link mute" on:click=toggle_mute aria-pressed=move || muted.get().to_string()>
                     {move || if muted.get() { "Unmute" } else { "Mute" }}
                 </button>

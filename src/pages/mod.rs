@@ -2,4 +2,5 @@
 
 pub mod account;
 pub mod chat;
+pub mod map;
 pub mod settings;

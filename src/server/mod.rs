@@ -10,6 +10,7 @@ pub mod presence;
 pub mod seed;
 pub mod session;
 pub mod store;
+pub mod world;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,413 @@
+//! A room's live map: everyone sharing their position, moving as they move.
+//!
+//! The basemap is Natural Earth's country outlines, served by the app (nothing loads
+//! from outside). It is drawn with the markers on one canvas, at most once per
+//! animation frame; markers glide to their new position. A list beside the map says
+//! the same in words: who is where and how long ago.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use leptos_router::hooks::use_params_map;
+
+use crate::app::Session;
+use crate::client;
+use crate::components::projection::View;
+use crate::error::AppError;
+use crate::protocol::{location_topic, Located, RoomInfo, ServerFrame, LOBBY};
+
+/// A position older than this is drawn faded.
+const STALE_MS: f64 = 60_000.0;
+/// How long a marker takes to glide to its new position.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const GLIDE_MS: f64 = 600.0;
+
+#[server(endpoint = "map_room")]
+pub async fn map_room(room: String) -> Result<RoomInfo, AppError> {
+    use crate::server::{chat::room_info, session};
+    let who = session::require_identity().await?;
+    Ok(room_info(&session::state()?.chat.room_for(&room, &who)?))
+}
+
+#[server(endpoint = "world")]
+pub async fn world_outlines() -> Result<Vec<Vec<[f32; 2]>>, AppError> {
+    use crate::server::{session, world};
+    let state = session::state()?;
+    let rings = world::outlines(&state.config.site_root).map_err(|e| {
+        tracing::error!(error = %e, "basemap unavailable");
+        AppError::Server("the basemap is not available".into())
+    })?;
+    Ok(rings.to_vec())
+}
+
+#[component]
+pub fn MapPage() -> impl IntoView {
+    let params = use_params_map();
+    let room = Memo::new(move |_| params.read().get("room").unwrap_or_else(|| LOBBY.to_owned()));
+    let info = Resource::new(move || room.get(), map_room);
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match info.await {
+                    Ok(room) => view! { <MapView room/> }.into_any(),
+                    Err(AppError::Unauthorized) => view! {
+                        <section class="welcome"><p>"Sign in to see the map." " " <a href="/signin">"Sign in"</a></p></section>
+                    }.into_any(),
+                    Err(error) => view! { <p class="error" role="alert">{error.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// Where a marker is drawn while it glides from `from` to `to`.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+struct Glide {
+    from: (f64, f64),
+    to: (f64, f64),
+    start: f64,
+}
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+impl Glide {
+    fn at(&self, now: f64) -> ((f64, f64), bool) {
+        let t = ((now - self.start) / GLIDE_MS).clamp(0.0, 1.0);
+        let ease = 1.0 - (1.0 - t).powi(3);
+        let lerp = |a: f64, b: f64| a + (b - a) * ease;
+        ((lerp(self.from.0, self.to.0), lerp(self.from.1, self.to.1)), t < 1.0)
+    }
+}
+
+fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    return js_sys::Date::now();
+    #[cfg(not(feature = "hydrate"))]
+    0.0
+}
+
+#[component]
+fn MapView(room: RoomInfo) -> impl IntoView {
+    let session = expect_context::<Session>();
+    let topic = location_topic(&room.name);
+    let people = RwSignal::new(Vec::<Located>::new());
+    let glides = StoredValue::new(HashMap::<String, Glide>::new());
+    let outlines = RwSignal::new(Vec::<Vec<[f32; 2]>>::new());
+    let view_state = RwSignal::new(View { center: (10.0, 30.0), zoom: 1.0, width: 0.0, height: 0.0 });
+    let sharing = RwSignal::new(false);
+    let placing = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let clock = RwSignal::new(0.0f64);
+    let canvas = NodeRef::<Canvas>::new();
+    let watch = Arc::new(AtomicI32::new(-1));
+    let frame_queued = Arc::new(AtomicBool::new(false));
+    let handle = Arc::new(AtomicU64::new(0));
+    // Bumped to ask for another frame while markers glide.
+    let redraw = RwSignal::new(0u64);
+
+    // Draw at most once per animation frame, and keep drawing while markers glide.
+    let draw: Arc<dyn Fn() + Send + Sync> = {
+        let frame_queued = frame_queued.clone();
+        Arc::new(move || {
+            let _ = &frame_queued;
+            #[cfg(feature = "hydrate")]
+            {
+                if frame_queued.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                let frame_queued = frame_queued.clone();
+                request_animation_frame(move || {
+                    frame_queued.store(false, Ordering::Release);
+                    let Some(el) = canvas.get_untracked() else { return };
+                    let (width, height) = client::map_canvas::fit(&el);
+                    view_state.update_untracked(|v| {
+                        if v.width == 0.0 {
+                            // First frame: the whole world across the canvas.
+                            v.zoom = (width / crate::components::projection::TILE).log2().max(0.0);
+                        }
+                        v.width = width;
+                        v.height = height;
+                    });
+                    let now = now_ms();
+                    let me = client::my_name();
+                    let mut moving = false;
+                    people.with_untracked(|list| {
+                        glides.with_value(|glides| {
+                            let dots: Vec<client::map_canvas::Dot> = list
+                                .iter()
+                                .map(|p| {
+                                    let ((lon, lat), still) = glides
+                                        .get(&p.user)
+                                        .map(|g| g.at(now))
+                                        .unwrap_or(((p.longitude, p.latitude), false));
+                                    moving |= still;
+                                    client::map_canvas::Dot {
+                                        name: &p.user,
+                                        lon,
+                                        lat,
+                                        mine: p.user == me,
+                                        stale: now - p.ts as f64 > STALE_MS,
+                                    }
+                                })
+                                .collect();
+                            outlines.with_untracked(|rings| {
+                                client::map_canvas::draw(&el, &view_state.get_untracked(), rings, &dots)
+                            });
+                        });
+                    });
+                    if moving {
+                        redraw.update(|n| *n += 1);
+                    }
+                });
+            }
+        })
+    };
+
+    {
+        let draw = draw.clone();
+        Effect::new(move |_| {
+            redraw.track();
+            draw();
+        });
+    }
+
+    let place = {
+        let topic = topic.clone();
+        move |lat: f64, lon: f64| client::locate(&topic, lat, lon)
+    };
+
+    // Live positions.
+    {
+        let topic = topic.clone();
+        let draw = draw.clone();
+        let handle = handle.clone();
+        Effect::new(move |_| {
+            let draw_frame = draw.clone();
+            let made = client::subscribe(&topic, None, false, move |frame| {
+                let now = now_ms();
+                match frame {
+                    ServerFrame::Locations { positions, .. } => {
+                        glides.update_value(|g| g.clear());
+                        people.set(positions.clone());
+                    }
+                    ServerFrame::Location { position, .. } => {
+                        let previous = people.with_untracked(|list| {
+                            list.iter().find(|p| p.user == position.user).map(|p| (p.longitude, p.latitude))
+                        });
+                        if let Some(from) = previous {
+                            let glide = Glide { from, to: (position.longitude, position.latitude), start: now };
+                            glides.update_value(|g| {
+                                g.insert(position.user.clone(), glide);
+                            });
+                        }
+                        people.update(|list| {
+                            list.retain(|p| p.user != position.user);
+                            list.push(position.clone());
+                            list.sort_by(|a, b| a.user.cmp(&b.user));
+                        });
+                    }
+                    ServerFrame::LocationGone { user, .. } => {
+                        people.update(|list| list.retain(|p| &p.user != user));
+                    }
+                    _ => return,
+                }
+                draw_frame();
+            });
+            handle.store(made, Ordering::Relaxed);
+        });
+    }
+    // The basemap, fetched once in the browser.
+    {
+        let draw = draw.clone();
+        let rings = LocalResource::new(world_outlines);
+        Effect::new(move |_| {
+            if let Some(Ok(list)) = rings.get() {
+                outlines.set(list);
+                draw();
+            }
+        });
+    }
+    // The "updated N s ago" labels tick.
+    Effect::new(move |_| {
+        if session.hydrated.get() {
+            clock.set(now_ms());
+            set_interval(move || clock.set(now_ms()), std::time::Duration::from_secs(1));
+        }
+    });
+    {
+        let topic = topic.clone();
+        let watch = watch.clone();
+        on_cleanup(move || {
+            client::unsubscribe(&topic, handle.load(Ordering::Relaxed));
+            let id = watch.swap(-1, Ordering::AcqRel);
+            if id >= 0 {
+                client::clear_watch(id);
+            }
+            if sharing.get_untracked() {
+                client::stop_sharing(&topic);
+            }
+        });
+    }
+
+    let start_sharing = {
+        let place = place.clone();
+        let watch = watch.clone();
+        move |_| {
+            error.set(None);
+            let place = place.clone();
+            let id = client::watch_position(place, move |message| {
+                error.set(Some(format!("Location unavailable: {message}. Place yourself by hand.")))
+            });
+            watch.store(id.unwrap_or(-1), Ordering::Release);
+            sharing.set(true);
+        }
+    };
+    let stop = {
+        let topic = topic.clone();
+        let watch = watch.clone();
+        move |_| {
+            let id = watch.swap(-1, Ordering::AcqRel);
+            if id >= 0 {
+                client::clear_watch(id);
+            }
+            client::stop_sharing(&topic);
+            sharing.set(false);
+            placing.set(false);
+        }
+    };
+
+    // Pan by dragging, zoom with the wheel; in "place by hand" mode a click puts me there.
+    let drag = StoredValue::new(None::<(f64, f64, f64)>);
+    let on_pointerdown = move |ev: leptos::ev::PointerEvent| {
+        drag.set_value(Some((f64::from(ev.offset_x()), f64::from(ev.offset_y()), 0.0)));
+    };
+    let on_pointermove = {
+        let draw = draw.clone();
+        move |ev: leptos::ev::PointerEvent| {
+            let Some((x, y, moved)) = drag.get_value() else { return };
+            let (nx, ny) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+            view_state.update_untracked(|v| v.pan(nx - x, ny - y));
+            drag.set_value(Some((nx, ny, moved + (nx - x).abs() + (ny - y).abs())));
+            draw();
+        }
+    };
+    let on_pointerup = {
+        let place = place.clone();
+        move |ev: leptos::ev::PointerEvent| {
+            let was = drag.get_value();
+            drag.set_value(None);
+            if placing.get_untracked() && was.is_some_and(|(_, _, moved)| moved < 5.0) {
+                let (lon, lat) =
+                    view_state.get_untracked().to_position(f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+                place(lat, lon);
+                sharing.set(true);
+            }
+        }
+    };
+    let on_wheel = {
+        let draw = draw.clone();
+        move |ev: leptos::ev::WheelEvent| {
+            ev.prevent_default();
+            let delta = (-ev.delta_y() / 400.0).clamp(-1.0, 1.0);
+            view_state.update_untracked(|v| v.zoom_at(delta, f64::from(ev.offset_x()), f64::from(ev.offset_y())));
+            draw();
+        }
+    };
+    let zoom_by = {
+        let draw = draw.clone();
+        move |delta: f64| {
+            view_state.update_untracked(|v| {
+                let (w, h) = (v.width, v.height);
+                v.zoom_at(delta, w / 2.0, h / 2.0);
+            });
+            draw();
+        }
+    };
+    let zoom_in = {
+        let zoom_by = zoom_by.clone();
+        move |_| zoom_by(1.0)
+    };
+    let zoom_out = move |_| zoom_by(-1.0);
+
+    let age = move |ts: i64| {
+        let now = clock.get();
+        if now <= 0.0 {
+            return String::new();
+        }
+        let seconds = ((now - ts as f64) / 1000.0).max(0.0).round() as u64;
+        match seconds {
+            0..=4 => "just now".to_owned(),
+            5..=59 => format!("{seconds} s ago"),
+            _ => format!("{} min ago", seconds / 60),
+        }
+    };
+
+    view! {
+        <div class="map-page">
+            <div class="map-head">
+                <h1 class="room-title">"Map of " {if room.private { "🔒 " } else { "# " }} {room.name.clone()}</h1>
+                <a href=format!("/rooms/{}", room.name)>"Back to chat"</a>
+                <div class="map-actions">
+                    <Show
+                        when=move || sharing.get()
+                        fallback=move || view! {
+                            <button on:click=start_sharing.clone() disabled=move || !session.hydrated.get()>"Share my location"</button>
+                        }
+                    >
+                        <button on:click=stop.clone()>"Stop sharing"</button>
+                    </Show>
+                    <label class="check">
+                        <input type="checkbox" prop:checked=move || placing.get() on:change=move |ev| placing.set(event_target_checked(&ev))/>
+                        "Place me by clicking the map"
+                    </label>
+                </div>
+            </div>
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <div class="map-body">
+                <div class="map-frame">
+                    <canvas
+                        class="map-canvas"
+                        class:placing=move || placing.get()
+                        node_ref=canvas
+                        aria-label="Map"
+                        on:pointerdown=on_pointerdown
+                        on:pointermove=on_pointermove
+                        on:pointerup=on_pointerup.clone()
+                        on:pointerleave=move |_| drag.set_value(None)
+                        on:wheel=on_wheel
+                    ></canvas>
+                    <div class="map-zoom">
+                        <button on:click=zoom_in aria-label="Zoom in">"+"</button>
+                        <button on:click=zoom_out aria-label="Zoom out">"−"</button>
+                    </div>
+                </div>
+                <ul class="map-people" data-testid="map-people" aria-label="People on the map">
+                    <For each=move || people.get() key=|p| (p.user.clone(), p.ts) let(p)>
+                        <li
+                            data-user=p.user.clone()
+                            data-lat=p.latitude.to_string()
+                            data-lon=p.longitude.to_string()
+                            class:stale={
+                                let ts = p.ts as f64;
+                                move || clock.get() - ts > STALE_MS
+                            }
+                        >
+                            <strong>{p.user.clone()}</strong>
+                            <span class="where">{format!("{:.4}, {:.4}", p.latitude, p.longitude)}</span>
+                            <span class="ago">{
+                                let ts = p.ts;
+                                move || age(ts)
+                            }</span>
+                        </li>
+                    </For>
+                    <Show when=move || people.with(Vec::is_empty)>
+                        <li class="empty">"Nobody is sharing a location here yet."</li>
+                    </Show>
+                </ul>
+            </div>
+        </div>
+    }
+}
