@@ -53,6 +53,9 @@ pub struct Located {
     pub longitude: f64,
     /// When the server received it, in milliseconds since the Unix epoch.
     pub ts: i64,
+    /// Earlier positions, oldest first, when this person leaves a trail (at most 30).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<[f64; 2]>,
 }
 
 /// Where a client left a durable topic: the server sends what came after.
@@ -101,6 +104,9 @@ pub enum ClientFrame {
         topic: String,
         latitude: f64,
         longitude: f64,
+        /// Keep my last positions and draw them as a line.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        trail: bool,
     },
     /// Stop sharing my position; it disappears from everyone's map.
     StopSharing {

@@ -151,3 +151,23 @@ async fn updates_faster_than_the_rate_are_coalesced_and_the_latest_wins() {
     assert_eq!(second["latitude"], 19.0, "the burst arrives as its latest position");
     assert!(drain(&mut late).await.iter().all(|f| f["type"] != "location"), "and nothing else");
 }
+
+#[tokio::test]
+async fn a_trail_is_sent_with_the_position_to_late_subscribers() {
+    let server = TestServer::start().await;
+    let mut walker = server.web("walker").await;
+    walker.next_of("welcome").await;
+    for lat in [1.0, 2.0, 3.0] {
+        walker
+            .send(json!({"type": "locate", "id": "t", "topic": MAP, "latitude": lat, "longitude": 5.0, "trail": true}))
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    }
+    let mut late = watcher(&server, "late").await;
+    let snapshot = late.next_of("locations").await;
+    assert_eq!(snapshot["positions"][0]["latitude"], 3.0);
+    assert_eq!(snapshot["positions"][0]["trail"], json!([[1.0, 5.0], [2.0, 5.0]]));
+    walker.send(json!({"type": "locate", "id": "t", "topic": MAP, "latitude": 4.0, "longitude": 5.0})).await;
+    let update = late.next_of("location").await;
+    assert!(update.get("trail").is_none(), "turning the trail off forgets it: {update}");
+}

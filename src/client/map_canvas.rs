@@ -14,6 +14,8 @@ pub struct Dot<'a> {
     pub mine: bool,
     /// Drawn faded: the position is older than the stale age.
     pub stale: bool,
+    /// Earlier positions (latitude, longitude), oldest first, drawn as a line to the dot.
+    pub trail: &'a [[f64; 2]],
 }
 
 fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
@@ -64,6 +66,23 @@ pub fn draw(canvas: &HtmlCanvasElement, view: &View, outlines: &[Vec<[f32; 2]>],
     // Mine last, so it is on top.
     let mut ordered: Vec<&Dot> = dots.iter().filter(|d| !d.mine).collect();
     ordered.extend(dots.iter().filter(|d| d.mine));
+    for dot in ordered.iter().filter(|d| !d.trail.is_empty()) {
+        ctx.begin_path();
+        for (i, [lat, lon]) in dot.trail.iter().enumerate() {
+            let (x, y) = view.to_screen(*lon, *lat);
+            if i == 0 {
+                ctx.move_to(x, y);
+            } else {
+                ctx.line_to(x, y);
+            }
+        }
+        let (x, y) = view.to_screen(dot.lon, dot.lat);
+        ctx.line_to(x, y);
+        ctx.set_global_alpha(if dot.stale { 0.3 } else { 0.7 });
+        ctx.set_stroke_style_str(if dot.mine { "#d9480f" } else { "#2f5d8a" });
+        ctx.set_line_width(2.5);
+        ctx.stroke();
+    }
     for dot in ordered {
         let (x, y) = view.to_screen(dot.lon, dot.lat);
         if x < -50.0 || y < -50.0 || x > view.width + 50.0 || y > view.height + 50.0 {

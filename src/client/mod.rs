@@ -34,7 +34,7 @@ mod inert {
         0
     }
     pub fn mark_hydrated() {}
-    pub fn locate(_topic: &str, _latitude: f64, _longitude: f64) {}
+    pub fn locate(_topic: &str, _latitude: f64, _longitude: f64, _trail: bool) {}
     pub fn stop_sharing(_topic: &str) {}
     pub fn watch_position(
         _on_position: impl Fn(f64, f64) + 'static,

@@ -556,11 +556,11 @@ pub fn store_name(name: &str) {
     }
 }
 
-/// Share my position in a room's map.
-pub fn locate(topic: &str, latitude: f64, longitude: f64) {
+/// Share my position in a room's map; with `trail`, my earlier positions are kept too.
+pub fn locate(topic: &str, latitude: f64, longitude: f64, trail: bool) {
     let Some(live) = live() else { return };
     let id = request_id(&live);
-    send(&live, &ClientFrame::Locate { id, topic: topic.to_owned(), latitude, longitude });
+    send(&live, &ClientFrame::Locate { id, topic: topic.to_owned(), latitude, longitude, trail });
 }
 
 pub fn stop_sharing(topic: &str) {

@@ -19,17 +19,24 @@ use crate::components::projection::View;
 use crate::error::AppError;
 use crate::protocol::{location_topic, Located, RoomInfo, ServerFrame, LOBBY};
 
-/// A position older than this is drawn faded.
-const STALE_MS: f64 = 60_000.0;
 /// How long a marker takes to glide to its new position.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 const GLIDE_MS: f64 = 600.0;
 
+/// What the map page needs: the room, and after how long a position counts as stale.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct MapInfo {
+    pub room: RoomInfo,
+    pub stale_after_ms: f64,
+}
+
 #[server(endpoint = "map_room")]
-pub async fn map_room(room: String) -> Result<RoomInfo, AppError> {
+pub async fn map_room(room: String) -> Result<MapInfo, AppError> {
     use crate::server::{chat::room_info, session};
     let who = session::require_identity().await?;
-    Ok(room_info(&session::state()?.chat.room_for(&room, &who)?))
+    let state = session::state()?;
+    let room = room_info(&state.chat.room_for(&room, &who)?);
+    Ok(MapInfo { room, stale_after_ms: state.config.location_stale_secs as f64 * 1000.0 })
 }
 
 #[server(endpoint = "world")]
@@ -52,7 +59,7 @@ pub fn MapPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match info.await {
-                    Ok(room) => view! { <MapView room/> }.into_any(),
+                    Ok(info) => view! { <MapView room=info.room stale_ms=info.stale_after_ms/> }.into_any(),
                     Err(AppError::Unauthorized) => view! {
                         <section class="welcome"><p>"Sign in to see the map." " " <a href="/signin">"Sign in"</a></p></section>
                     }.into_any(),
@@ -90,7 +97,7 @@ fn now_ms() -> f64 {
 }
 
 #[component]
-fn MapView(room: RoomInfo) -> impl IntoView {
+fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
     let session = expect_context::<Session>();
     let topic = location_topic(&room.name);
     let people = RwSignal::new(Vec::<Located>::new());
@@ -99,6 +106,7 @@ fn MapView(room: RoomInfo) -> impl IntoView {
     let view_state = RwSignal::new(View { center: (10.0, 30.0), zoom: 1.0, width: 0.0, height: 0.0 });
     let sharing = RwSignal::new(false);
     let placing = RwSignal::new(false);
+    let trail = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let clock = RwSignal::new(0.0f64);
     let canvas = NodeRef::<Canvas>::new();
@@ -149,7 +157,8 @@ fn MapView(room: RoomInfo) -> impl IntoView {
                                         lon,
                                         lat,
                                         mine: p.user == me,
-                                        stale: now - p.ts as f64 > STALE_MS,
+                                        stale: now - p.ts as f64 > stale_ms,
+                                        trail: &p.trail,
                                     }
                                 })
                                 .collect();
@@ -176,7 +185,7 @@ fn MapView(room: RoomInfo) -> impl IntoView {
 
     let place = {
         let topic = topic.clone();
-        move |lat: f64, lon: f64| client::locate(&topic, lat, lon)
+        move |lat: f64, lon: f64| client::locate(&topic, lat, lon, trail.get_untracked())
     };
 
     // Live positions.
@@ -363,6 +372,10 @@ fn MapView(room: RoomInfo) -> impl IntoView {
                         <input type="checkbox" prop:checked=move || placing.get() on:change=move |ev| placing.set(event_target_checked(&ev))/>
                         "Place me by clicking the map"
                     </label>
+                    <label class="check">
+                        <input type="checkbox" prop:checked=move || trail.get() on:change=move |ev| trail.set(event_target_checked(&ev))/>
+                        "Leave a trail"
+                    </label>
                 </div>
             </div>
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
@@ -392,7 +405,7 @@ fn MapView(room: RoomInfo) -> impl IntoView {
                             data-lon=p.longitude.to_string()
                             class:stale={
                                 let ts = p.ts as f64;
-                                move || clock.get() - ts > STALE_MS
+                                move || clock.get() - ts > stale_ms
                             }
                         >
                             <strong>{p.user.clone()}</strong>

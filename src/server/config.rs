@@ -70,6 +70,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_LOCATION_RATE", default_value_t = 4.0)]
     pub location_rate: f64,
 
+    /// Seconds after which a position not updated is drawn faded on the map.
+    #[arg(long, env = "SWITCHBOARD_LOCATION_STALE_SECS", default_value_t = 60)]
+    pub location_stale_secs: u64,
+
     /// Milliseconds someone stays in a room's online list after their last connection left
     /// (a reload does not make them blink out).
     #[arg(long, env = "SWITCHBOARD_PRESENCE_GRACE_MS", default_value_t = 2000)]
@@ -115,6 +119,7 @@ impl Config {
             message_burst: 1000.0,
             presence_grace_ms: 200,
             location_rate: 20.0,
+            location_stale_secs: 60,
         }
     }
 }

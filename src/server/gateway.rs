@@ -380,11 +380,11 @@ impl Connection {
                 }
                 self.send_frame(&ServerFrame::Unsubscribed { id, topic }).await
             }
-            ClientFrame::Locate { id, topic, latitude, longitude } => {
+            ClientFrame::Locate { id, topic, latitude, longitude, trail } => {
                 let Some(room) = self.map_room(&id, &topic).await? else { return Ok(()) };
                 match location::validate(latitude, longitude) {
-                    Ok((latitude, longitude)) => {
-                        self.share(&location_topic(&room.name), latitude, longitude);
+                    Ok(at) => {
+                        self.share(&location_topic(&room.name), at, trail);
                         Ok(())
                     }
                     Err((code, message)) => self.send_error(Some(id), code, &message).await,
@@ -536,7 +536,7 @@ impl Connection {
         }
     }
 
-    fn share(&mut self, topic: &str, latitude: f64, longitude: f64) {
+    fn share(&mut self, topic: &str, at: (f64, f64), trail: bool) {
         let topic: Arc<str> = match self.sharing_in.iter().find(|t| &***t == topic) {
             Some(known) => known.clone(),
             None => {
@@ -545,7 +545,7 @@ impl Connection {
                 topic
             }
         };
-        self.locations.update(&topic, &self.who.key(), &self.who.display_name(), latitude, longitude);
+        self.locations.update(&topic, &self.who.key(), &self.who.display_name(), at, trail);
     }
 
     fn stop_sharing(&mut self, topic: &str) {
@@ -557,8 +557,8 @@ impl Connection {
 
     async fn on_seed_location(&mut self, text: &str) -> Result<(), ()> {
         match location::decode_seed(text) {
-            Ok((latitude, longitude)) => {
-                self.share(&location_topic(LOBBY), latitude, longitude);
+            Ok(at) => {
+                self.share(&location_topic(LOBBY), at, false);
                 Ok(())
             }
             Err((code, message)) => self.send_error(None, code, &message).await,

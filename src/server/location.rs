@@ -14,6 +14,9 @@ use super::hub::{Event, Hub};
 use super::store::now_ms;
 use crate::protocol::{ErrorCode, Located, ServerFrame, LOBBY};
 
+/// The most earlier positions a trail keeps.
+pub const TRAIL_POINTS: usize = 30;
+
 /// The hub topic the tutorial's `/ws/location/` clients subscribe to.
 pub const SEED_TOPIC: &str = "seed:location";
 
@@ -72,9 +75,11 @@ impl Locations {
         }
     }
 
-    /// Record a position; pass it on now, or at the end of the person's interval.
-    pub fn update(self: &Arc<Self>, topic: &Arc<str>, key: &str, user: &str, latitude: f64, longitude: f64) {
-        let position = Located { user: user.to_owned(), latitude, longitude, ts: now_ms() };
+    /// Record a position; pass it on now, or at the end of the person's interval. With
+    /// `trail`, the earlier positions are kept (up to [`TRAIL_POINTS`]); without, forgotten.
+    pub fn update(self: &Arc<Self>, topic: &Arc<str>, key: &str, user: &str, at: (f64, f64), trail: bool) {
+        let (latitude, longitude) = at;
+        let mut position = Located { user: user.to_owned(), latitude, longitude, ts: now_ms(), trail: Vec::new() };
         let now = Instant::now();
         let send_now = {
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
@@ -83,6 +88,16 @@ impl Locations {
                 last_sent: None,
                 pending: false,
             });
+            if trail {
+                let previous = [entry.position.latitude, entry.position.longitude];
+                let mut points = std::mem::take(&mut entry.position.trail);
+                if previous != [latitude, longitude] {
+                    points.push(previous);
+                }
+                let excess = points.len().saturating_sub(TRAIL_POINTS);
+                points.drain(..excess);
+                position.trail = points;
+            }
             entry.position = position.clone();
             let due = entry.last_sent.is_none_or(|at| now.duration_since(at) >= self.interval);
             if due {
@@ -190,7 +205,7 @@ mod tests {
         let locations = Locations::new(hub.clone(), 10.0);
         let topic: Arc<str> = Arc::from("location:x");
         for i in 0..5 {
-            locations.update(&topic, "u:1", "ada", f64::from(i), 0.0);
+            locations.update(&topic, "u:1", "ada", (f64::from(i), 0.0), false);
         }
         let first: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap().frame).unwrap();
         assert_eq!(first["latitude"], 0.0);
@@ -203,5 +218,21 @@ mod tests {
         let gone: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap().frame).unwrap();
         assert_eq!(gone["type"], "location_gone");
         assert!(locations.snapshot("location:x").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_trail_keeps_the_last_points_until_it_is_turned_off() {
+        let locations = Locations::new(Hub::new(), 1000.0);
+        let topic: Arc<str> = Arc::from("location:x");
+        for i in 0..40 {
+            locations.update(&topic, "u:1", "ada", (f64::from(i), 1.0), true);
+        }
+        let now = &locations.snapshot("location:x")[0];
+        assert_eq!(now.latitude, 39.0);
+        assert_eq!(now.trail.len(), TRAIL_POINTS);
+        assert_eq!(now.trail.first(), Some(&[9.0, 1.0]));
+        assert_eq!(now.trail.last(), Some(&[38.0, 1.0]));
+        locations.update(&topic, "u:1", "ada", (50.0, 1.0), false);
+        assert!(locations.snapshot("location:x")[0].trail.is_empty());
     }
 }
