@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench clean wasm-size
+.PHONY: build run test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map clean wasm-size
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -91,6 +91,10 @@ test:
 	$(MAKE) rust-test
 	$(MAKE) e2e
 	@python3 tools/summary.py target/rust-test.log target/e2e.log
+
+## Map frame time with 1,000 moving markers, against a baseline without markers.
+bench-map: build e2e-deps
+	./tools/map-bench.sh
 
 clean:
 	$(CARGO) clean

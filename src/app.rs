@@ -13,7 +13,7 @@ use crate::components::connection::{ConnState, ConnectionBadge};
 use crate::error::AppError;
 use crate::pages::account::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
 use crate::pages::chat::ChatPage;
-use crate::pages::map::MapPage;
+use crate::pages::map::{MapBenchPage, MapPage};
 use crate::pages::settings::SettingsPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -126,6 +126,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=ChatPage ssr=SsrMode::Async/>
                     <Route path=path!("/rooms/:room") view=ChatPage ssr=SsrMode::Async/>
                     <Route path=path!("/rooms/:room/map") view=MapPage ssr=SsrMode::Async/>
+                    <Route path=path!("/bench/map") view=MapBenchPage/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/signup") view=SignUpPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>

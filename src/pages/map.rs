@@ -19,6 +19,9 @@ use crate::components::projection::View;
 use crate::error::AppError;
 use crate::protocol::{location_topic, Located, RoomInfo, ServerFrame, LOBBY};
 
+/// How many people the list beside the map names.
+const LIST_LIMIT: usize = 100;
+
 /// How long a marker takes to glide to its new position.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 const GLIDE_MS: f64 = 600.0;
@@ -48,6 +51,16 @@ pub async fn world_outlines() -> Result<Vec<Vec<[f32; 2]>>, AppError> {
         AppError::Server("the basemap is not available".into())
     })?;
     Ok(rings.to_vec())
+}
+
+/// `/bench/map?n=1000`: the map with `n` simulated people moving once a second, no server
+/// involved, and frame timings in `window.__map_bench` (see `make bench-map`).
+#[component]
+pub fn MapBenchPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let count = query.read_untracked().get("n").and_then(|n| n.parse().ok()).unwrap_or(1000usize).min(20_000);
+    let room = RoomInfo { name: "bench".into(), epoch: String::new(), private: false };
+    view! { <MapView room stale_ms=60_000.0 bench=count/> }
 }
 
 #[component]
@@ -89,6 +102,70 @@ impl Glide {
     }
 }
 
+/// A sub-millisecond clock for frame timings.
+#[cfg(feature = "hydrate")]
+fn precise_now() -> f64 {
+    window().performance().map_or_else(js_sys::Date::now, |p| p.now())
+}
+
+/// Simulated people for the benchmark: `count` of them, each moving once a second. Frame
+/// timings are published as `window.__map_bench` every second.
+fn start_bench(
+    count: usize,
+    incoming: StoredValue<Vec<ServerFrame>>,
+    frame_times: StoredValue<Vec<f64>>,
+    draw: Arc<dyn Fn() + Send + Sync>,
+) {
+    let _ = (count, incoming, frame_times, &draw);
+    #[cfg(feature = "hydrate")]
+    {
+        let topic = "location:bench".to_owned();
+        let people: Vec<Located> = (0..count)
+            .map(|i| Located {
+                user: format!("walker {i}"),
+                latitude: js_sys::Math::random() * 120.0 - 60.0,
+                longitude: js_sys::Math::random() * 340.0 - 170.0,
+                ts: now_ms() as i64,
+                trail: Vec::new(),
+            })
+            .collect();
+        incoming.update_value(|q| q.push(ServerFrame::Locations { topic: topic.clone(), positions: people.clone() }));
+        draw();
+        let people = std::cell::RefCell::new(people);
+        let started = now_ms();
+        set_interval(
+            move || {
+                // Each person moves once a second, spread over the second like real updates.
+                let mut people = people.borrow_mut();
+                for p in people.iter_mut() {
+                    p.latitude = (p.latitude + js_sys::Math::random() - 0.5).clamp(-80.0, 80.0);
+                    p.longitude = (p.longitude + js_sys::Math::random() - 0.5).clamp(-179.0, 179.0);
+                    p.ts = now_ms() as i64;
+                }
+                let frames = people.iter().map(|p| ServerFrame::Location { topic: topic.clone(), position: p.clone() });
+                incoming.update_value(|q| q.extend(frames));
+                draw();
+                let mut times = frame_times.with_value(Clone::clone);
+                times.sort_by(f64::total_cmp);
+                let pick =
+                    |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+                let report = serde_json::json!({
+                    "markers": people.len(),
+                    "seconds": ((now_ms() - started) / 1000.0).round(),
+                    "frames": times.len(),
+                    "draw_ms_p50": pick(0.5),
+                    "draw_ms_p95": pick(0.95),
+                    "draw_ms_max": pick(1.0),
+                });
+                if let Ok(value) = js_sys::JSON::parse(&report.to_string()) {
+                    let _ = js_sys::Reflect::set(&window(), &wasm_bindgen::JsValue::from_str("__map_bench"), &value);
+                }
+            },
+            std::time::Duration::from_secs(1),
+        );
+    }
+}
+
 fn now_ms() -> f64 {
     #[cfg(feature = "hydrate")]
     return js_sys::Date::now();
@@ -97,11 +174,24 @@ fn now_ms() -> f64 {
 }
 
 #[component]
-fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
+fn MapView(
+    room: RoomInfo,
+    stale_ms: f64,
+    /// Benchmark mode: this many simulated people, each moving once a second, and no server.
+    #[prop(optional)]
+    bench: Option<usize>,
+) -> impl IntoView {
     let session = expect_context::<Session>();
     let topic = location_topic(&room.name);
-    let people = RwSignal::new(Vec::<Located>::new());
+    // What is drawn: updated once per frame from the frames received since the last one.
+    let positions = StoredValue::new(HashMap::<String, Located>::new());
+    let incoming = StoredValue::new(Vec::<ServerFrame>::new());
+    // What the list beside the map shows: refreshed at most twice a second.
+    let listing = RwSignal::new(Vec::<Located>::new());
+    let listing_state = StoredValue::new((0.0f64, false));
+    let listed_total = RwSignal::new(0usize);
     let glides = StoredValue::new(HashMap::<String, Glide>::new());
+    let frame_times = StoredValue::new(Vec::<f64>::new());
     let outlines = RwSignal::new(Vec::<Vec<[f32; 2]>>::new());
     let view_state = RwSignal::new(View { center: (10.0, 30.0), zoom: 1.0, width: 0.0, height: 0.0 });
     let sharing = RwSignal::new(false);
@@ -116,11 +206,68 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
     // Bumped to ask for another frame while markers glide.
     let redraw = RwSignal::new(0u64);
 
+    let refresh_listing = move |now: f64| {
+        let mut list: Vec<Located> = positions.with_value(|p| p.values().cloned().collect());
+        list.sort_by(|a, b| a.user.cmp(&b.user));
+        // The canvas shows everyone; the list names the first ones (a long list costs frames).
+        listed_total.set(list.len());
+        list.truncate(LIST_LIMIT);
+        listing.set(list);
+        listing_state.set_value((now, false));
+    };
+
+    // Apply what arrived since the last frame: one pass, however many updates.
+    let apply_incoming = move |now: f64| {
+        let frames = incoming.try_update_value(std::mem::take).unwrap_or_default();
+        if frames.is_empty() {
+            return;
+        }
+        let mut joined_or_left = false;
+        positions.update_value(|people| {
+            glides.update_value(|glides| {
+                for frame in frames {
+                    match frame {
+                        ServerFrame::Locations { positions: all, .. } => {
+                            glides.clear();
+                            people.clear();
+                            people.extend(all.into_iter().map(|p| (p.user.clone(), p)));
+                            joined_or_left = true;
+                        }
+                        ServerFrame::Location { position, .. } => {
+                            match people.get(&position.user) {
+                                Some(old) => {
+                                    let from = glides
+                                        .get(&position.user)
+                                        .map_or((old.longitude, old.latitude), |g| g.at(now).0);
+                                    let to = (position.longitude, position.latitude);
+                                    glides.insert(position.user.clone(), Glide { from, to, start: now });
+                                }
+                                None => joined_or_left = true,
+                            }
+                            people.insert(position.user.clone(), position);
+                        }
+                        ServerFrame::LocationGone { user, .. } => {
+                            glides.remove(&user);
+                            joined_or_left |= people.remove(&user).is_some();
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        });
+        let (listed_at, _) = listing_state.get_value();
+        if joined_or_left || now - listed_at > 500.0 {
+            refresh_listing(now);
+        } else {
+            listing_state.update_value(|(_, dirty)| *dirty = true);
+        }
+    };
+
     // Draw at most once per animation frame, and keep drawing while markers glide.
     let draw: Arc<dyn Fn() + Send + Sync> = {
         let frame_queued = frame_queued.clone();
         Arc::new(move || {
-            let _ = &frame_queued;
+            let _ = (&frame_queued, &apply_incoming);
             #[cfg(feature = "hydrate")]
             {
                 if frame_queued.swap(true, Ordering::AcqRel) {
@@ -130,6 +277,9 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
                 request_animation_frame(move || {
                     frame_queued.store(false, Ordering::Release);
                     let Some(el) = canvas.get_untracked() else { return };
+                    let started = precise_now();
+                    let now = now_ms();
+                    apply_incoming(now);
                     let (width, height) = client::map_canvas::fit(&el);
                     view_state.update_untracked(|v| {
                         if v.width == 0.0 {
@@ -139,13 +289,12 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
                         v.width = width;
                         v.height = height;
                     });
-                    let now = now_ms();
                     let me = client::my_name();
                     let mut moving = false;
-                    people.with_untracked(|list| {
+                    positions.with_value(|people| {
                         glides.with_value(|glides| {
-                            let dots: Vec<client::map_canvas::Dot> = list
-                                .iter()
+                            let dots: Vec<client::map_canvas::Dot> = people
+                                .values()
                                 .map(|p| {
                                     let ((lon, lat), still) = glides
                                         .get(&p.user)
@@ -167,6 +316,7 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
                             });
                         });
                     });
+                    frame_times.update_value(|t| t.push(precise_now() - started));
                     if moving {
                         redraw.update(|n| *n += 1);
                     }
@@ -188,42 +338,24 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
         move |lat: f64, lon: f64| client::locate(&topic, lat, lon, trail.get_untracked())
     };
 
-    // Live positions.
-    {
+    // Live positions (or, benchmarking, simulated ones).
+    if let Some(count) = bench {
+        let draw = draw.clone();
+        Effect::new(move |_| start_bench(count, incoming, frame_times, draw.clone()));
+    } else {
         let topic = topic.clone();
         let draw = draw.clone();
         let handle = handle.clone();
         Effect::new(move |_| {
             let draw_frame = draw.clone();
             let made = client::subscribe(&topic, None, false, move |frame| {
-                let now = now_ms();
-                match frame {
-                    ServerFrame::Locations { positions, .. } => {
-                        glides.update_value(|g| g.clear());
-                        people.set(positions.clone());
-                    }
-                    ServerFrame::Location { position, .. } => {
-                        let previous = people.with_untracked(|list| {
-                            list.iter().find(|p| p.user == position.user).map(|p| (p.longitude, p.latitude))
-                        });
-                        if let Some(from) = previous {
-                            let glide = Glide { from, to: (position.longitude, position.latitude), start: now };
-                            glides.update_value(|g| {
-                                g.insert(position.user.clone(), glide);
-                            });
-                        }
-                        people.update(|list| {
-                            list.retain(|p| p.user != position.user);
-                            list.push(position.clone());
-                            list.sort_by(|a, b| a.user.cmp(&b.user));
-                        });
-                    }
-                    ServerFrame::LocationGone { user, .. } => {
-                        people.update(|list| list.retain(|p| &p.user != user));
-                    }
-                    _ => return,
+                if matches!(
+                    frame,
+                    ServerFrame::Locations { .. } | ServerFrame::Location { .. } | ServerFrame::LocationGone { .. }
+                ) {
+                    incoming.update_value(|queue| queue.push(frame.clone()));
+                    draw_frame();
                 }
-                draw_frame();
             });
             handle.store(made, Ordering::Relaxed);
         });
@@ -239,11 +371,20 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
             }
         });
     }
-    // The "updated N s ago" labels tick.
+    // The "updated N s ago" labels tick, and a list left behind by throttling catches up.
     Effect::new(move |_| {
         if session.hydrated.get() {
             clock.set(now_ms());
-            set_interval(move || clock.set(now_ms()), std::time::Duration::from_secs(1));
+            set_interval(
+                move || {
+                    let now = now_ms();
+                    clock.set(now);
+                    if listing_state.get_value().1 {
+                        refresh_listing(now);
+                    }
+                },
+                std::time::Duration::from_secs(1),
+            );
         }
     });
     {
@@ -398,7 +539,7 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
                     </div>
                 </div>
                 <ul class="map-people" data-testid="map-people" aria-label="People on the map">
-                    <For each=move || people.get() key=|p| (p.user.clone(), p.ts) let(p)>
+                    <For each=move || listing.get() key=|p| (p.user.clone(), p.ts) let(p)>
                         <li
                             data-user=p.user.clone()
                             data-lat=p.latitude.to_string()
@@ -416,7 +557,10 @@ fn MapView(room: RoomInfo, stale_ms: f64) -> impl IntoView {
                             }</span>
                         </li>
                     </For>
-                    <Show when=move || people.with(Vec::is_empty)>
+                    <Show when=move || { listed_total.get() > LIST_LIMIT }>
+                        <li class="more">{move || format!("and {} more on the map", listed_total.get() - LIST_LIMIT)}</li>
+                    </Show>
+                    <Show when=move || listing.with(Vec::is_empty)>
                         <li class="empty">"Nobody is sharing a location here yet."</li>
                     </Show>
                 </ul>
