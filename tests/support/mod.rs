@@ -129,10 +129,12 @@ impl Client {
         self.ws.send(message).await.expect("send");
     }
 
-    /// The next text frame as JSON; panics on anything else or after the wait.
+    /// The next text frame as JSON; panics on anything else or after the wait (pings do not
+    /// extend it).
     pub async fn next(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("a frame within the wait")
                 .expect("the connection is open")
