@@ -33,6 +33,7 @@ test("signing up with a taken name or a short password says so", async ({ page }
   const name = unique("tess");
   await signUp(page, name);
   await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page).toHaveURL(/\/signin$/);
   await page.goto("/signup");
   await hydrated(page);
   await page.getByLabel("Username").fill(name);
