@@ -143,9 +143,9 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
     Router::new()
-        .route("/ws", get(ws_web))
-        .route("/ws/chat/", get(ws_seed_chat))
-        .route("/ws/location/", get(ws_seed_location))
+        .route("/ws", ws_endpoint(Dialect::Web))
+        .route("/ws/chat/", ws_endpoint(Dialect::SeedChat))
+        .route("/ws/location/", ws_endpoint(Dialect::SeedLocation))
         .route("/healthz", get(|| async { "ok" }))
         .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
             let options = state.leptos_options.clone();
@@ -215,31 +215,13 @@ async fn upgrade(
         })
 }
 
-async fn ws_web(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-) -> Response {
-    upgrade(ws, &headers, state, Dialect::Web, query).await
-}
-
-async fn ws_seed_chat(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-) -> Response {
-    upgrade(ws, &headers, state, Dialect::SeedChat, query).await
-}
-
-async fn ws_seed_location(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(query): Query<WsQuery>,
-) -> Response {
-    upgrade(ws, &headers, state, Dialect::SeedLocation, query).await
+/// The upgrade handler of an endpoint that speaks `dialect`.
+fn ws_endpoint(dialect: Dialect) -> axum::routing::MethodRouter<AppState> {
+    get(
+        move |ws: WebSocketUpgrade, State(state): State<AppState>, headers: HeaderMap, Query(query): Query<WsQuery>| async move {
+            upgrade(ws, &headers, state, dialect, query).await
+        },
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
