@@ -427,10 +427,54 @@ pub fn typing(topic: &str) {
 }
 
 /// Tell the server I have read `topic` up to `offset`.
+///
+/// Every visible message calls this; without a limit each message would cost every reader's
+/// server a write. The first marker goes at once, then at most one a second, the latest winning.
 pub fn mark_read(topic: &str, offset: u64) {
-    let Some(live) = live() else { return };
-    let id = request_id(&live);
-    send(&live, &ClientFrame::Read { id, topic: topic.to_owned(), offset });
+    thread_local! {
+        static READS: RefCell<HashMap<String, (f64, Option<u64>)>> = RefCell::new(HashMap::new());
+    }
+    const EVERY_MS: f64 = 1000.0;
+    fn flush(topic: &str, offset: u64) {
+        if let Some(live) = live() {
+            let id = request_id(&live);
+            send(&live, &ClientFrame::Read { id, topic: topic.to_owned(), offset });
+        }
+    }
+    let now = now_ms();
+    let send_now = READS.with(|reads| {
+        let mut reads = reads.borrow_mut();
+        let entry = reads.entry(topic.to_owned()).or_insert((f64::MIN, None));
+        if now - entry.0 >= EVERY_MS {
+            *entry = (now, None);
+            return true;
+        }
+        let scheduled = entry.1.is_some();
+        entry.1 = Some(entry.1.map_or(offset, |o| o.max(offset)));
+        if !scheduled {
+            let topic = topic.to_owned();
+            let wait = EVERY_MS - (now - entry.0);
+            set_timeout(
+                move || {
+                    let latest = READS.with(|reads| {
+                        let mut reads = reads.borrow_mut();
+                        let entry = reads.get_mut(&topic)?;
+                        let latest = entry.1.take();
+                        entry.0 = now_ms();
+                        latest
+                    });
+                    if let Some(offset) = latest {
+                        flush(&topic, offset);
+                    }
+                },
+                Duration::from_millis(wait.max(0.0) as u64),
+            );
+        }
+        false
+    });
+    if send_now {
+        flush(topic, offset);
+    }
 }
 
 /// Leave a mark that tests (and the curious) can wait for: the page is hydrated.
