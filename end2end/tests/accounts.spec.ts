@@ -132,6 +132,9 @@ test("a notification appears when a message arrives while the tab is hidden", as
   await expect(button).toHaveCount(0);
 
   const bob = await visitor(browser, "bob");
+  const room = unique("ping");
+  await createRoom(bob.page, room);
+  await expect(page.locator(`.rooms a[data-room="${room}"]`)).toBeVisible();
   await page.evaluate(() => {
     (window as any).__hidden = true;
     document.dispatchEvent(new Event("visibilitychange"));
@@ -139,10 +142,11 @@ test("a notification appears when a message arrives while the tab is hidden", as
   await send(bob.page, "are you there?");
   await expect
     .poll(() => page.evaluate(() => (window as any).__notes.map((n: any) => `${n.title}|${n.body}`)))
-    .toEqual([`#lobby|${bob.name}: are you there?`]);
+    .toEqual([`#${room}|${bob.name}: are you there?`]);
   // Clicking it opens the room.
-  await page.goto("/rooms/lobby");
-  await hydrated(page);
+  await page.evaluate(() => (window as any).__notes[0].note.onclick());
+  await expect(page).toHaveURL(new RegExp(`/rooms/${room}$`));
+  await expect(stored(page)).toHaveText(["are you there?"]);
 });
 
 test("the account forms work with JavaScript disabled", async ({ browser }) => {
