@@ -31,6 +31,15 @@ const GLIDE_MS: f64 = 600.0;
 pub struct MapInfo {
     pub room: RoomInfo,
     pub stale_after_ms: f64,
+    /// Raster tiles to draw instead of the built-in outlines, if the operator configured them.
+    pub tiles: Option<Tiles>,
+}
+
+/// A tile server: its URL template (`{z}`, `{x}`, `{y}`) and the attribution it asks for.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct Tiles {
+    pub url: String,
+    pub attribution: Option<String>,
 }
 
 #[server(endpoint = "map_room")]
@@ -39,7 +48,12 @@ pub async fn map_room(room: String) -> Result<MapInfo, AppError> {
     let who = session::require_identity().await?;
     let state = session::state()?;
     let room = room_info(&state.chat.room_for(&room, &who)?);
-    Ok(MapInfo { room, stale_after_ms: state.config.location_stale_secs as f64 * 1000.0 })
+    let tiles = state
+        .config
+        .tile_url
+        .clone()
+        .map(|url| Tiles { url, attribution: state.config.tile_attribution.clone() });
+    Ok(MapInfo { room, stale_after_ms: state.config.location_stale_secs as f64 * 1000.0, tiles })
 }
 
 #[server(endpoint = "world")]

@@ -74,6 +74,16 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_LOCATION_STALE_SECS", default_value_t = 60)]
     pub location_stale_secs: u64,
 
+    /// Draw the map on raster tiles from this URL template (`{z}`, `{x}`, `{y}`), e.g.
+    /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png`, instead of the built-in offline country
+    /// outlines. Unset (the default), the map loads nothing from outside.
+    #[arg(long, env = "SWITCHBOARD_TILE_URL", value_parser = parse_tile_url)]
+    pub tile_url: Option<String>,
+
+    /// Attribution shown under tiles from `--tile-url` (most tile servers require one).
+    #[arg(long, env = "SWITCHBOARD_TILE_ATTRIBUTION")]
+    pub tile_attribution: Option<String>,
+
     /// Milliseconds someone stays in a room's online list after their last connection left
     /// (a reload does not make them blink out).
     #[arg(long, env = "SWITCHBOARD_PRESENCE_GRACE_MS", default_value_t = 2000)]
@@ -83,6 +93,19 @@ pub struct Config {
     /// `https://chat.example.org`). Requests without an Origin header (devices, scripts) are allowed.
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+}
+
+/// A tile URL template must name an http(s) URL or a path on this server, with `{z}`, `{x}`
+/// and `{y}` in it.
+fn parse_tile_url(template: &str) -> Result<String, String> {
+    let scheme_ok = template.starts_with("https://") || template.starts_with("http://") || template.starts_with('/');
+    if !scheme_ok {
+        return Err("the tile URL must start with https://, http:// or /".into());
+    }
+    if let Some(missing) = ["{z}", "{x}", "{y}"].into_iter().find(|p| !template.contains(p)) {
+        return Err(format!("the tile URL template has no {missing}"));
+    }
+    Ok(template.to_owned())
 }
 
 impl Config {
@@ -120,6 +143,22 @@ impl Config {
             presence_grace_ms: 200,
             location_rate: 20.0,
             location_stale_secs: 60,
+            tile_url: None,
+            tile_attribution: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_url_templates_are_checked() {
+        assert!(parse_tile_url("https://tile.example.org/{z}/{x}/{y}.png").is_ok());
+        assert!(parse_tile_url("/tiles/{z}/{x}/{y}.png").is_ok());
+        assert!(parse_tile_url("ftp://tile.example.org/{z}/{x}/{y}.png").is_err());
+        let missing = parse_tile_url("https://tile.example.org/{z}/{x}.png").unwrap_err();
+        assert!(missing.contains("{y}"), "{missing}");
     }
 }
