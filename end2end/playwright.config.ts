@@ -1,6 +1,9 @@
 import { defineConfig } from "@playwright/test";
 
 const port = Number(process.env.E2E_PORT ?? 3100);
+/** A second server whose map draws raster tiles from a (test-intercepted) tile server. */
+export const tilesPort = port + 1;
+const site = process.env.E2E_SITE_ROOT ?? "../target/site";
 
 export default defineConfig({
   testDir: "./tests",
@@ -27,17 +30,30 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    // A fresh database for every run, the release build, the built site.
-    command:
-      `rm -rf ../target/e2e && ../target/release/switchboard --addr 127.0.0.1:${port} ` +
-      `--database-url sqlite://../target/e2e/e2e.db --site-root ${process.env.E2E_SITE_ROOT ?? "../target/site"} ` +
-      // The bulk-history test posts 60 messages at once; the default burst is 20.
-      `--message-burst 100`,
-    url: `http://127.0.0.1:${port}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: "pipe",
-    stderr: "pipe",
-  },
+  webServer: [
+    {
+      // A fresh database for every run, the release build, the built site.
+      command:
+        `rm -rf ../target/e2e && ../target/release/switchboard --addr 127.0.0.1:${port} ` +
+        `--database-url sqlite://../target/e2e/e2e.db --site-root ${site} ` +
+        // The bulk-history test posts 60 messages at once; the default burst is 20.
+        `--message-burst 100`,
+      url: `http://127.0.0.1:${port}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+    {
+      command:
+        `rm -rf ../target/e2e-tiles && ../target/release/switchboard --addr 127.0.0.1:${tilesPort} ` +
+        `--database-url sqlite://../target/e2e-tiles/e2e.db --site-root ${site} ` +
+        `--tile-url 'http://tiles.test/{z}/{x}/{y}.png' --tile-attribution '© Test Tiles'`,
+      url: `http://127.0.0.1:${tilesPort}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  ],
 });

@@ -1,5 +1,6 @@
 import { expect, test } from "@playwright/test";
 import { closeContexts, createRoom, hydrated, newContext, signUp, unique } from "./helpers";
+import { tilesPort } from "../playwright.config";
 
 test.afterEach(closeContexts);
 
@@ -74,4 +75,114 @@ test("the basemap is drawn from the app's own files, and leaving the page stops 
   await a.page.goto(`/rooms/${room}`);
   await expect(b.page.locator(`.map-people li[data-user="${a.name}"]`)).toHaveCount(0);
   expect(external).toEqual([]);
+});
+
+/** The centre of the map canvas in page coordinates. */
+async function canvasCentre(page: any) {
+  const box = await page.locator("canvas.map-canvas").boundingBox();
+  return { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+}
+
+test("without GPS I place my marker by hand and drag it; B sees it move; two fingers pinch-zoom", async ({ browser }) => {
+  const room = unique("drag");
+  // No geolocation permission: a desktop without GPS.
+  const a = await newContext(browser);
+  const aPage = await a.newPage();
+  const aName = unique("fay");
+  await signUp(aPage, aName);
+  await createRoom(aPage, room);
+  await openMap(aPage, room);
+  const b = await onMap(browser, "gus", room, { latitude: 0, longitude: 0 });
+  await openMap(b.page, room);
+
+  await aPage.getByLabel("Place me by clicking the map").check();
+  const centre = await canvasCentre(aPage);
+  await aPage.mouse.click(centre.x, centre.y);
+  const seen = b.page.locator(`.map-people li[data-user="${aName}"]`);
+  await expect(seen).toHaveCount(1);
+  await expect(aPage.locator(`.map-people li[data-user="${aName}"]`)).toHaveCount(1);
+  const placedLon = Number(await seen.getAttribute("data-lon"));
+  const placedLat = Number(await seen.getAttribute("data-lat"));
+
+  // Drag my marker 150 px east: B sees the new position; panning would not move it.
+  await aPage.mouse.move(centre.x, centre.y);
+  await aPage.mouse.down();
+  await aPage.mouse.move(centre.x + 150, centre.y, { steps: 12 });
+  await aPage.mouse.up();
+  await expect.poll(async () => Number(await seen.getAttribute("data-lon"))).toBeGreaterThan(placedLon + 5);
+  expect(Math.abs(Number(await seen.getAttribute("data-lat")) - placedLat)).toBeLessThan(0.5);
+
+  // Dragging elsewhere pans the map and leaves the marker where it is.
+  const lonAfterDrag = await seen.getAttribute("data-lon");
+  await aPage.mouse.move(centre.x - 200, centre.y + 100);
+  await aPage.mouse.down();
+  await aPage.mouse.move(centre.x - 50, centre.y + 150, { steps: 8 });
+  await aPage.mouse.up();
+  await aPage.waitForTimeout(500);
+  await expect(seen).toHaveAttribute("data-lon", lonAfterDrag!);
+
+  // Two touch pointers spreading apart zoom B's map in.
+  const canvas = b.page.locator("canvas.map-canvas");
+  const before = Number(await canvas.getAttribute("data-zoom"));
+  await canvas.evaluate((el: HTMLCanvasElement) => {
+    const rect = el.getBoundingClientRect();
+    const cx = rect.left + rect.width / 2;
+    const cy = rect.top + rect.height / 2;
+    const fire = (type: string, id: number, x: number) =>
+      el.dispatchEvent(
+        new PointerEvent(type, { pointerId: id, pointerType: "touch", clientX: x, clientY: cy, bubbles: true, isPrimary: id === 1 }),
+      );
+    fire("pointerdown", 1, cx - 40);
+    fire("pointerdown", 2, cx + 40);
+    for (let step = 1; step <= 10; step++) {
+      fire("pointermove", 1, cx - 40 - step * 4);
+      fire("pointermove", 2, cx + 40 + step * 4);
+    }
+    fire("pointerup", 1, cx - 80);
+    fire("pointerup", 2, cx + 80);
+  });
+  // The fingers went from 80 px apart to 160 px: one zoom level in.
+  await expect.poll(async () => Number(await canvas.getAttribute("data-zoom"))).toBeCloseTo(before + 1, 1);
+});
+
+test("a configured tile server replaces the built-in outlines, with its attribution", async ({ browser }) => {
+  const base = `http://127.0.0.1:${tilesPort}`;
+  const context = await newContext(browser, { baseURL: base });
+  const page = await context.newPage();
+  const tiles: string[] = [];
+  const world: string[] = [];
+  page.on("request", (request: any) => {
+    if (request.url().includes("/api/world")) world.push(request.url());
+  });
+  // The tile server: a 4x4 PNG of one colour (rgb 200, 30, 60) for every tile.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAEElEQVR4nGM4IWcDRwzEcQDgQxIh0JD36gAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  await page.route("http://tiles.test/**", (route: any) => {
+    tiles.push(route.request().url());
+    return route.fulfill({
+      status: 200,
+      contentType: "image/png",
+      headers: { "access-control-allow-origin": "*" },
+      body: png,
+    });
+  });
+  await signUp(page, unique("hal"));
+  await page.goto(`/rooms/lobby/map`);
+  await hydrated(page);
+  await expect(page.getByText("© Test Tiles")).toBeVisible();
+  await expect
+    .poll(() =>
+      page.locator("canvas.map-canvas").evaluate((canvas: HTMLCanvasElement) => {
+        const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+        let tiled = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] === 200 && data[i + 1] === 30) tiled++;
+        return tiled / (data.length / 4);
+      }),
+    )
+    .toBeGreaterThan(0.5);
+  expect(tiles.length).toBeGreaterThan(0);
+  for (const url of tiles) expect(url).toMatch(/^http:\/\/tiles\.test\/\d+\/\d+\/\d+\.png$/);
+  expect(world).toEqual([]);
 });

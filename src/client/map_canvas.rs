@@ -1,10 +1,24 @@
-//! Drawing the map on a canvas: the country outlines, then one dot per person.
-//! Called at most once per animation frame.
+//! Drawing the map on a canvas: the basemap (country outlines or raster tiles), then the
+//! people on it. Called at most once per animation frame.
+//!
+//! The basemap only changes when the view does, so it is drawn into an offscreen canvas and
+//! copied while markers glide. A marker is drawn once into a small sprite and stamped for each
+//! person (rasterising a thousand anti-aliased circles every frame is what made frames slow),
+//! and names are written only when few enough are visible to be read.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlImageElement};
 
 use crate::components::projection::View;
+
+/// Above this many people in view, only my own name is written next to a marker.
+const LABEL_LIMIT: usize = 200;
+/// Tiles kept in memory; past this, those out of view are dropped.
+const TILE_CACHE: usize = 300;
 
 /// A person on the map as drawn now.
 pub struct Dot<'a> {
@@ -18,13 +32,83 @@ pub struct Dot<'a> {
     pub trail: &'a [[f64; 2]],
 }
 
+/// What is under the markers.
+pub enum Basemap<'a> {
+    /// Country outlines (longitude, latitude rings), served by the app.
+    Outlines(&'a [Vec<[f32; 2]>]),
+    /// Raster tiles from a configured server: a URL template with `{z}`, `{x}`, `{y}`.
+    Tiles(&'a str),
+}
+
+#[derive(Default)]
+struct Cache {
+    base: Option<HtmlCanvasElement>,
+    /// What the offscreen basemap shows: the view and the generation it was drawn at.
+    drawn: Option<(View, f64, u64)>,
+    generation: u64,
+    tiles: HashMap<(u32, u32, u32), HtmlImageElement>,
+    /// Marker sprites (someone else's, mine) for a pixel ratio.
+    sprites: Option<(f64, [HtmlCanvasElement; 2])>,
+}
+
+/// Marker radius in CSS pixels: someone else's, mine.
+const RADIUS: [f64; 2] = [6.0, 8.0];
+const COLOUR: [&str; 2] = ["#2f5d8a", "#d9480f"];
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+/// The basemap's data changed (the outlines arrived): draw it again on the next frame.
+pub fn invalidate_basemap() {
+    CACHE.with_borrow_mut(|c| c.generation += 1);
+}
+
+fn new_canvas() -> Option<HtmlCanvasElement> {
+    web_sys::window()?.document()?.create_element("canvas").ok()?.dyn_into().ok()
+}
+
+/// A filled circle with a white rim, `radius` CSS pixels, drawn at the screen's pixel ratio.
+fn sprite(radius: f64, colour: &str, ratio: f64) -> Option<HtmlCanvasElement> {
+    let canvas = new_canvas()?;
+    let side = ((radius + 2.0) * 2.0 * ratio).ceil() as u32;
+    canvas.set_width(side);
+    canvas.set_height(side);
+    let ctx = context(&canvas)?;
+    let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
+    ctx.begin_path();
+    let centre = radius + 2.0;
+    let _ = ctx.arc(centre, centre, radius, 0.0, std::f64::consts::TAU);
+    ctx.set_fill_style_str(colour);
+    ctx.fill();
+    ctx.set_stroke_style_str("#ffffff");
+    ctx.set_line_width(2.0);
+    ctx.stroke();
+    Some(canvas)
+}
+
+fn sprites(cache: &mut Cache, ratio: f64) -> Option<[HtmlCanvasElement; 2]> {
+    match &cache.sprites {
+        Some((made_for, sprites)) if *made_for == ratio => Some(sprites.clone()),
+        _ => {
+            let made = [sprite(RADIUS[0], COLOUR[0], ratio)?, sprite(RADIUS[1], COLOUR[1], ratio)?];
+            cache.sprites = Some((ratio, made.clone()));
+            Some(made)
+        }
+    }
+}
+
 fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
     canvas.get_context("2d").ok()??.dyn_into::<CanvasRenderingContext2d>().ok()
 }
 
+fn pixel_ratio() -> f64 {
+    web_sys::window().map_or(1.0, |w| w.device_pixel_ratio())
+}
+
 /// Size the canvas to its box (sharp on high-density screens) and return the view's size.
 pub fn fit(canvas: &HtmlCanvasElement) -> (f64, f64) {
-    let ratio = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
+    let ratio = pixel_ratio();
     let (width, height) = (f64::from(canvas.client_width()), f64::from(canvas.client_height()));
     let (pw, ph) = ((width * ratio).round() as u32, (height * ratio).round() as u32);
     if canvas.width() != pw || canvas.height() != ph {
@@ -34,16 +118,70 @@ pub fn fit(canvas: &HtmlCanvasElement) -> (f64, f64) {
     (width, height)
 }
 
-pub fn draw(canvas: &HtmlCanvasElement, view: &View, outlines: &[Vec<[f32; 2]>], dots: &[Dot]) {
+/// Draw a frame. `on_tile` is called when a tile image arrives, to ask for another frame.
+pub fn draw(
+    canvas: &HtmlCanvasElement,
+    view: &View,
+    basemap: &Basemap,
+    dots: &[Dot],
+    on_tile: impl Fn() + Clone + 'static,
+) {
     let Some(ctx) = context(canvas) else { return };
-    let ratio = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio());
+    let ratio = pixel_ratio();
+    let (base, sprites) = CACHE.with_borrow_mut(|cache| {
+        (refresh_basemap(cache, canvas, view, ratio, basemap, on_tile), sprites(cache, ratio))
+    });
+    let _ = ctx.set_transform(1.0, 0.0, 0.0, 1.0, 0.0, 0.0);
+    match base {
+        Some(base) => {
+            let _ = ctx.draw_image_with_html_canvas_element(&base, 0.0, 0.0);
+        }
+        None => {
+            ctx.set_fill_style_str("#dce9f5");
+            ctx.fill_rect(0.0, 0.0, f64::from(canvas.width()), f64::from(canvas.height()));
+        }
+    }
+    let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
+    if let Some(sprites) = sprites {
+        draw_people(&ctx, view, dots, &sprites);
+    }
+}
+
+/// The offscreen basemap for this view, drawn again only if the view or its data changed.
+fn refresh_basemap(
+    cache: &mut Cache,
+    canvas: &HtmlCanvasElement,
+    view: &View,
+    ratio: f64,
+    basemap: &Basemap,
+    on_tile: impl Fn() + Clone + 'static,
+) -> Option<HtmlCanvasElement> {
+    if cache.base.is_none() {
+        cache.base = new_canvas();
+    }
+    let base = cache.base.clone()?;
+    let key = (*view, ratio, cache.generation);
+    if cache.drawn == Some(key) && base.width() == canvas.width() && base.height() == canvas.height() {
+        return Some(base);
+    }
+    base.set_width(canvas.width());
+    base.set_height(canvas.height());
+    let ctx = context(&base)?;
     let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
     ctx.set_fill_style_str("#dce9f5");
     ctx.fill_rect(0.0, 0.0, view.width, view.height);
+    match basemap {
+        Basemap::Outlines(rings) => draw_outlines(&ctx, view, rings),
+        Basemap::Tiles(template) => draw_tiles(&ctx, cache, view, template, on_tile),
+    }
+    cache.drawn = Some(key);
+    Some(base)
+}
 
+fn draw_outlines(ctx: &CanvasRenderingContext2d, view: &View, rings: &[Vec<[f32; 2]>]) {
     // Land: every ring in one path, filled and stroked once.
     ctx.begin_path();
-    for ring in outlines {
+    for ring in rings {
         let mut previous: Option<f32> = None;
         for point in ring {
             let (x, y) = view.to_screen(f64::from(point[0]), f64::from(point[1]));
@@ -60,13 +198,61 @@ pub fn draw(canvas: &HtmlCanvasElement, view: &View, outlines: &[Vec<[f32; 2]>],
     ctx.set_stroke_style_str("#a9a397");
     ctx.set_line_width(0.6);
     ctx.stroke();
+}
 
-    ctx.set_font("12px system-ui, sans-serif");
-    ctx.set_text_baseline("middle");
-    // Mine last, so it is on top.
-    let mut ordered: Vec<&Dot> = dots.iter().filter(|d| !d.mine).collect();
-    ordered.extend(dots.iter().filter(|d| d.mine));
-    for dot in ordered.iter().filter(|d| !d.trail.is_empty()) {
+fn tile_url(template: &str, z: u32, x: u32, y: u32) -> String {
+    template.replace("{z}", &z.to_string()).replace("{x}", &x.to_string()).replace("{y}", &y.to_string())
+}
+
+fn draw_tiles(
+    ctx: &CanvasRenderingContext2d,
+    cache: &mut Cache,
+    view: &View,
+    template: &str,
+    on_tile: impl Fn() + Clone + 'static,
+) {
+    let spots = view.tiles();
+    if cache.tiles.len() > TILE_CACHE {
+        let wanted: Vec<_> = spots.iter().map(|t| (t.z, t.x, t.y)).collect();
+        cache.tiles.retain(|key, _| wanted.contains(key));
+    }
+    for spot in spots {
+        let key = (spot.z, spot.x, spot.y);
+        let image = match cache.tiles.get(&key) {
+            Some(image) => image.clone(),
+            None => {
+                let Ok(image) = HtmlImageElement::new() else { continue };
+                let on_tile = on_tile.clone();
+                // A tile that arrives invalidates the basemap and asks for a frame.
+                let loaded = Closure::<dyn Fn()>::new(move || {
+                    invalidate_basemap();
+                    on_tile();
+                });
+                image.set_onload(Some(loaded.as_ref().unchecked_ref()));
+                // Loaded with CORS, so tiles do not taint the canvas (tile servers allow it).
+                image.set_cross_origin(Some("anonymous"));
+                loaded.forget();
+                image.set_src(&tile_url(template, spot.z, spot.x, spot.y));
+                cache.tiles.insert(key, image.clone());
+                image
+            }
+        };
+        if image.complete() && image.natural_width() > 0 {
+            let _ = ctx.draw_image_with_html_image_element_and_dw_and_dh(
+                &image,
+                spot.left.floor(),
+                spot.top.floor(),
+                spot.size.ceil() + 1.0,
+                spot.size.ceil() + 1.0,
+            );
+        }
+    }
+}
+
+/// Trails, then markers: stale ones, fresh ones, mine on top, each stamped from its sprite.
+fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprites: &[HtmlCanvasElement; 2]) {
+    let on_canvas = |(x, y): (f64, f64)| x > -50.0 && y > -50.0 && x < view.width + 50.0 && y < view.height + 50.0;
+    for dot in dots.iter().filter(|d| !d.trail.is_empty()) {
         ctx.begin_path();
         for (i, [lat, lon]) in dot.trail.iter().enumerate() {
             let (x, y) = view.to_screen(*lon, *lat);
@@ -79,26 +265,36 @@ pub fn draw(canvas: &HtmlCanvasElement, view: &View, outlines: &[Vec<[f32; 2]>],
         let (x, y) = view.to_screen(dot.lon, dot.lat);
         ctx.line_to(x, y);
         ctx.set_global_alpha(if dot.stale { 0.3 } else { 0.7 });
-        ctx.set_stroke_style_str(if dot.mine { "#d9480f" } else { "#2f5d8a" });
+        ctx.set_stroke_style_str(COLOUR[usize::from(dot.mine)]);
         ctx.set_line_width(2.5);
         ctx.stroke();
     }
-    for dot in ordered {
-        let (x, y) = view.to_screen(dot.lon, dot.lat);
-        if x < -50.0 || y < -50.0 || x > view.width + 50.0 || y > view.height + 50.0 {
-            continue;
+    let visible: Vec<(&Dot, (f64, f64))> =
+        dots.iter().map(|d| (d, view.to_screen(d.lon, d.lat))).filter(|(_, at)| on_canvas(*at)).collect();
+    let labels = visible.len() <= LABEL_LIMIT;
+    ctx.set_font("12px system-ui, sans-serif");
+    ctx.set_text_baseline("middle");
+    ctx.set_fill_style_str("#1d232b");
+    let batches: [(&dyn Fn(&Dot) -> bool, f64); 3] =
+        [(&|d: &Dot| !d.mine && d.stale, 0.35), (&|d: &Dot| !d.mine && !d.stale, 1.0), (&|d: &Dot| d.mine, 1.0)];
+    for (belongs, alpha) in batches {
+        ctx.set_global_alpha(alpha);
+        for (dot, (x, y)) in visible.iter().filter(|(d, _)| belongs(d)) {
+            let mine = usize::from(dot.mine);
+            let half = RADIUS[mine] + 2.0;
+            // Whole pixels: stamping at fractional positions would resample the sprite.
+            let (left, top) = ((x - half).round(), (y - half).round());
+            let _ = ctx.draw_image_with_html_canvas_element_and_dw_and_dh(
+                &sprites[mine],
+                left,
+                top,
+                half * 2.0,
+                half * 2.0,
+            );
+            if labels || dot.mine {
+                let _ = ctx.fill_text(dot.name, x + RADIUS[mine] + 4.0, *y);
+            }
         }
-        ctx.set_global_alpha(if dot.stale { 0.35 } else { 1.0 });
-        let radius = if dot.mine { 8.0 } else { 6.0 };
-        ctx.begin_path();
-        let _ = ctx.arc(x, y, radius, 0.0, std::f64::consts::TAU);
-        ctx.set_fill_style_str(if dot.mine { "#d9480f" } else { "#2f5d8a" });
-        ctx.fill();
-        ctx.set_stroke_style_str("#ffffff");
-        ctx.set_line_width(2.0);
-        ctx.stroke();
-        ctx.set_fill_style_str("#1d232b");
-        let _ = ctx.fill_text(dot.name, x + radius + 4.0, y);
     }
     ctx.set_global_alpha(1.0);
 }

@@ -72,6 +72,56 @@ impl View {
     }
 }
 
+/// A raster tile to draw: its address on the tile server and its square on the canvas.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TileSpot {
+    pub z: u32,
+    pub x: u32,
+    pub y: u32,
+    pub left: f64,
+    pub top: f64,
+    pub size: f64,
+}
+
+impl View {
+    /// The tiles that cover the canvas, at the tile zoom nearest the view's zoom (scaled to fit
+    /// between levels). Columns wrap around the antimeridian; rows stop at the map's edge.
+    pub fn tiles(&self) -> Vec<TileSpot> {
+        let z = self.zoom.round().clamp(MIN_ZOOM, MAX_ZOOM) as u32;
+        let count = 1i64 << z;
+        let size = TILE * 2f64.powf(self.zoom - f64::from(z));
+        let (cx, cy) = project(self.center.0, self.center.1, self.zoom);
+        let (left, top) = (cx - self.width / 2.0, cy - self.height / 2.0);
+        let columns = (left / size).floor() as i64..=((left + self.width) / size).ceil() as i64 - 1;
+        let rows =
+            ((top / size).floor() as i64).max(0)..=(((top + self.height) / size).ceil() as i64 - 1).min(count - 1);
+        let mut spots = Vec::new();
+        for y in rows {
+            for x in columns.clone() {
+                spots.push(TileSpot {
+                    z,
+                    x: x.rem_euclid(count) as u32,
+                    y: y as u32,
+                    left: x as f64 * size - left,
+                    top: y as f64 * size - top,
+                    size,
+                });
+            }
+        }
+        spots
+    }
+
+    /// A two-finger gesture moved from `from` to `to` (canvas points): zoom by how much the
+    /// fingers spread, keep the map under their midpoint, and follow the midpoint.
+    pub fn pinch(&mut self, from: [(f64, f64); 2], to: [(f64, f64); 2]) {
+        let spread = |p: [(f64, f64); 2]| (p[0].0 - p[1].0).hypot(p[0].1 - p[1].1).max(1.0);
+        let middle = |p: [(f64, f64); 2]| ((p[0].0 + p[1].0) / 2.0, (p[0].1 + p[1].1) / 2.0);
+        let (before, after) = (middle(from), middle(to));
+        self.zoom_at((spread(to) / spread(from)).log2(), before.0, before.1);
+        self.pan(after.0 - before.0, after.1 - before.1);
+    }
+}
+
 fn wrap_lon(lon: f64) -> f64 {
     (lon + 180.0).rem_euclid(360.0) - 180.0
 }
@@ -103,5 +153,39 @@ mod tests {
         let centre = view.center;
         view.pan(0.0, 0.0);
         assert!(close(view.center, centre));
+    }
+
+    #[test]
+    fn tiles_cover_the_canvas_and_wrap() {
+        let whole = View { center: (0.0, 0.0), zoom: 0.0, width: 256.0, height: 256.0 };
+        assert_eq!(whole.tiles(), vec![TileSpot { z: 0, x: 0, y: 0, left: 0.0, top: 0.0, size: 256.0 }]);
+
+        // Between levels: the nearest tile zoom, scaled.
+        let between = View { zoom: 1.4, ..whole };
+        let spots = between.tiles();
+        assert!(spots.iter().all(|t| t.z == 1 && (t.size - 256.0 * 2f64.powf(0.4)).abs() < 1e-9));
+
+        // Centred on the antimeridian: columns on both sides, wrapped into 0..2^z.
+        let across = View { center: (180.0, 0.0), zoom: 2.0, width: 600.0, height: 200.0 };
+        let columns: Vec<u32> = across.tiles().iter().filter(|t| t.y == 1).map(|t| t.x).collect();
+        assert!(columns.contains(&3) && columns.contains(&0), "{columns:?}");
+        assert!(across.tiles().iter().all(|t| t.x < 4 && t.y < 4));
+        // Each spot is where the projection puts that tile's corner.
+        for t in across.tiles() {
+            let (lon, lat) = unproject(f64::from(t.x) * TILE, f64::from(t.y) * TILE, 2.0);
+            let (sx, sy) = across.to_screen(lon, lat);
+            let wraps = ((sx - t.left) / (TILE * 4.0)).round() * TILE * 4.0;
+            assert!((sx - wraps - t.left).abs() < 1e-6 && (sy - t.top).abs() < 1e-6, "{t:?} {sx} {sy}");
+        }
+    }
+
+    #[test]
+    fn pinching_zooms_around_the_fingers() {
+        let mut view = View { center: (10.0, 20.0), zoom: 3.0, width: 800.0, height: 600.0 };
+        let under = view.to_position(400.0, 300.0);
+        // The fingers spread to twice the distance and the pair moves 50 px right.
+        view.pinch([(350.0, 300.0), (450.0, 300.0)], [(350.0, 300.0), (550.0, 300.0)]);
+        assert!((view.zoom - 4.0).abs() < 1e-9);
+        assert!(close(view.to_position(450.0, 300.0), under));
     }
 }

@@ -48,11 +48,8 @@ pub async fn map_room(room: String) -> Result<MapInfo, AppError> {
     let who = session::require_identity().await?;
     let state = session::state()?;
     let room = room_info(&state.chat.room_for(&room, &who)?);
-    let tiles = state
-        .config
-        .tile_url
-        .clone()
-        .map(|url| Tiles { url, attribution: state.config.tile_attribution.clone() });
+    let tiles =
+        state.config.tile_url.clone().map(|url| Tiles { url, attribution: state.config.tile_attribution.clone() });
     Ok(MapInfo { room, stale_after_ms: state.config.location_stale_secs as f64 * 1000.0, tiles })
 }
 
@@ -86,7 +83,7 @@ pub fn MapPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match info.await {
-                    Ok(info) => view! { <MapView room=info.room stale_ms=info.stale_after_ms/> }.into_any(),
+                    Ok(info) => view! { <MapView room=info.room stale_ms=info.stale_after_ms tiles=info.tiles/> }.into_any(),
                     Err(AppError::Unauthorized) => view! {
                         <section class="welcome"><p>"Sign in to see the map." " " <a href="/signin">"Sign in"</a></p></section>
                     }.into_any(),
@@ -127,7 +124,7 @@ fn precise_now() -> f64 {
 fn start_bench(
     count: usize,
     incoming: StoredValue<Vec<ServerFrame>>,
-    frame_times: StoredValue<Vec<f64>>,
+    frame_times: StoredValue<Vec<(f64, f64)>>,
     draw: Arc<dyn Fn() + Send + Sync>,
 ) {
     let _ = (count, incoming, frame_times, &draw);
@@ -145,31 +142,55 @@ fn start_bench(
             .collect();
         incoming.update_value(|q| q.push(ServerFrame::Locations { topic: topic.clone(), positions: people.clone() }));
         draw();
-        let people = std::cell::RefCell::new(people);
-        let started = now_ms();
+        let people = std::rc::Rc::new(std::cell::RefCell::new(people));
+        let started = precise_now();
+        let tick = std::cell::Cell::new(0usize);
+        // Each person moves once a second, spread over the second like real updates: every
+        // 50 ms a twentieth of them move.
+        let movers = people.clone();
         set_interval(
             move || {
-                // Each person moves once a second, spread over the second like real updates.
-                let mut people = people.borrow_mut();
-                for p in people.iter_mut() {
-                    p.latitude = (p.latitude + js_sys::Math::random() - 0.5).clamp(-80.0, 80.0);
-                    p.longitude = (p.longitude + js_sys::Math::random() - 0.5).clamp(-179.0, 179.0);
-                    p.ts = now_ms() as i64;
-                }
-                let frames = people.iter().map(|p| ServerFrame::Location { topic: topic.clone(), position: p.clone() });
-                incoming.update_value(|q| q.extend(frames));
+                let slice = tick.get() % 20;
+                tick.set(tick.get() + 1);
+                let mut people = movers.borrow_mut();
+                let moved: Vec<ServerFrame> = people
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| i % 20 == slice)
+                    .map(|(_, p)| {
+                        p.latitude = (p.latitude + js_sys::Math::random() - 0.5).clamp(-80.0, 80.0);
+                        p.longitude = (p.longitude + js_sys::Math::random() - 0.5).clamp(-179.0, 179.0);
+                        p.ts = now_ms() as i64;
+                        ServerFrame::Location { topic: topic.clone(), position: p.clone() }
+                    })
+                    .collect();
+                incoming.update_value(|q| q.extend(moved));
                 draw();
-                let mut times = frame_times.with_value(Clone::clone);
-                times.sort_by(f64::total_cmp);
-                let pick =
-                    |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+            },
+            std::time::Duration::from_millis(50),
+        );
+        set_interval(
+            move || {
+                // Frames: when each started and how long its drawing took.
+                let frames = frame_times.with_value(Clone::clone);
+                let quantile = |mut values: Vec<f64>, q: f64| {
+                    values.sort_by(f64::total_cmp);
+                    values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0)
+                };
+                let draws: Vec<f64> = frames.iter().map(|(_, took)| *took).collect();
+                let gaps: Vec<f64> = frames.windows(2).map(|w| w[1].0 - w[0].0).collect();
+                let seconds = (precise_now() - started) / 1000.0;
                 let report = serde_json::json!({
-                    "markers": people.len(),
-                    "seconds": ((now_ms() - started) / 1000.0).round(),
-                    "frames": times.len(),
-                    "draw_ms_p50": pick(0.5),
-                    "draw_ms_p95": pick(0.95),
-                    "draw_ms_max": pick(1.0),
+                    "markers": people.borrow().len(),
+                    "seconds": seconds.round(),
+                    "frames": frames.len(),
+                    "fps": frames.len() as f64 / seconds.max(0.001),
+                    "draw_ms_p50": quantile(draws.clone(), 0.5),
+                    "draw_ms_p95": quantile(draws.clone(), 0.95),
+                    "draw_ms_max": quantile(draws, 1.0),
+                    "gap_ms_p50": quantile(gaps.clone(), 0.5),
+                    "gap_ms_p95": quantile(gaps.clone(), 0.95),
+                    "long_gaps": gaps.iter().filter(|g| **g > 25.0).count(),
                 });
                 if let Ok(value) = js_sys::JSON::parse(&report.to_string()) {
                     let _ = js_sys::Reflect::set(&window(), &wasm_bindgen::JsValue::from_str("__map_bench"), &value);
@@ -191,6 +212,9 @@ fn now_ms() -> f64 {
 fn MapView(
     room: RoomInfo,
     stale_ms: f64,
+    /// Raster tiles instead of the built-in outlines.
+    #[prop(default = None)]
+    tiles: Option<Tiles>,
     /// Benchmark mode: this many simulated people, each moving once a second, and no server.
     #[prop(optional)]
     bench: Option<usize>,
@@ -205,7 +229,7 @@ fn MapView(
     let listing_state = StoredValue::new((0.0f64, false));
     let listed_total = RwSignal::new(0usize);
     let glides = StoredValue::new(HashMap::<String, Glide>::new());
-    let frame_times = StoredValue::new(Vec::<f64>::new());
+    let frame_times = StoredValue::new(Vec::<(f64, f64)>::new());
     let outlines = RwSignal::new(Vec::<Vec<[f32; 2]>>::new());
     let view_state = RwSignal::new(View { center: (10.0, 30.0), zoom: 1.0, width: 0.0, height: 0.0 });
     let sharing = RwSignal::new(false);
@@ -219,6 +243,13 @@ fn MapView(
     let handle = Arc::new(AtomicU64::new(0));
     // Bumped to ask for another frame while markers glide.
     let redraw = RwSignal::new(0u64);
+    // Pointers down on the canvas (one pans or drags my marker, two pinch) and whether my
+    // marker is being dragged, when my last position went out while dragging.
+    let pointers = StoredValue::new(Vec::<(i32, f64, f64)>::new());
+    let gesture_moved = StoredValue::new(0.0f64);
+    let dragging_me = StoredValue::new(false);
+    let drag_sent_at = StoredValue::new(0.0f64);
+    let tile_url = tiles.as_ref().map(|t| t.url.clone());
 
     let refresh_listing = move |now: f64| {
         let mut list: Vec<Located> = positions.with_value(|p| p.values().cloned().collect());
@@ -248,6 +279,10 @@ fn MapView(
                             joined_or_left = true;
                         }
                         ServerFrame::Location { position, .. } => {
+                            // While I drag my marker, my own echoes lag behind the pointer.
+                            if dragging_me.get_value() && position.user == client::my_name() {
+                                continue;
+                            }
                             match people.get(&position.user) {
                                 Some(old) => {
                                     let from = glides
@@ -280,14 +315,16 @@ fn MapView(
     // Draw at most once per animation frame, and keep drawing while markers glide.
     let draw: Arc<dyn Fn() + Send + Sync> = {
         let frame_queued = frame_queued.clone();
+        let tile_url = tile_url.clone();
         Arc::new(move || {
-            let _ = (&frame_queued, &apply_incoming);
+            let _ = (&frame_queued, &apply_incoming, &tile_url);
             #[cfg(feature = "hydrate")]
             {
                 if frame_queued.swap(true, Ordering::AcqRel) {
                     return;
                 }
                 let frame_queued = frame_queued.clone();
+                let tile_url = tile_url.clone();
                 request_animation_frame(move || {
                     frame_queued.store(false, Ordering::Release);
                     let Some(el) = canvas.get_untracked() else { return };
@@ -325,12 +362,26 @@ fn MapView(
                                     }
                                 })
                                 .collect();
-                            outlines.with_untracked(|rings| {
-                                client::map_canvas::draw(&el, &view_state.get_untracked(), rings, &dots)
-                            });
+                            let view = view_state.get_untracked();
+                            let on_tile = move || redraw.update(|n| *n += 1);
+                            match &tile_url {
+                                Some(url) => {
+                                    let basemap = client::map_canvas::Basemap::Tiles(url);
+                                    client::map_canvas::draw(&el, &view, &basemap, &dots, on_tile);
+                                }
+                                None => outlines.with_untracked(|rings| {
+                                    let basemap = client::map_canvas::Basemap::Outlines(rings);
+                                    client::map_canvas::draw(&el, &view, &basemap, &dots, on_tile)
+                                }),
+                            }
+                            // For tests and tools: the view as drawn.
+                            let shown = format!("{:.3}", view.zoom);
+                            if el.get_attribute("data-zoom").as_deref() != Some(shown.as_str()) {
+                                let _ = el.set_attribute("data-zoom", &shown);
+                            }
                         });
                     });
-                    frame_times.update_value(|t| t.push(precise_now() - started));
+                    frame_times.update_value(|t| t.push((started, precise_now() - started)));
                     if moving {
                         redraw.update(|n| *n += 1);
                     }
@@ -374,13 +425,15 @@ fn MapView(
             handle.store(made, Ordering::Relaxed);
         });
     }
-    // The basemap, fetched once in the browser.
-    {
+    // The built-in basemap, fetched once in the browser (unless tiles replace it).
+    if tile_url.is_none() {
         let draw = draw.clone();
         let rings = LocalResource::new(world_outlines);
         Effect::new(move |_| {
             if let Some(Ok(list)) = rings.get() {
                 outlines.set(list);
+                #[cfg(feature = "hydrate")]
+                client::map_canvas::invalidate_basemap();
                 draw();
             }
         });
@@ -443,33 +496,96 @@ fn MapView(
         }
     };
 
-    // Pan by dragging, zoom with the wheel; in "place by hand" mode a click puts me there.
-    let drag = StoredValue::new(None::<(f64, f64, f64)>);
+    // One pointer pans the map, or drags my marker when it starts on it (and my position is
+    // set by hand); two pointers pinch. In "place by hand" mode a click puts me there.
+    let my_spot = move || {
+        let me = client::my_name();
+        positions.with_value(|p| p.get(&me).map(|p| view_state.get_untracked().to_screen(p.longitude, p.latitude)))
+    };
+    let by_hand = {
+        let watch = watch.clone();
+        move || placing.get_untracked() || watch.load(Ordering::Acquire) < 0
+    };
+    // Move my marker to a canvas point at once, and tell the others (at most ten times a
+    // second while dragging; the last position always goes out).
+    let move_me = {
+        let place = place.clone();
+        move |x: f64, y: f64, last: bool| {
+            let (lon, lat) = view_state.get_untracked().to_position(x, y);
+            let me = client::my_name();
+            positions.update_value(|p| {
+                if let Some(mine) = p.get_mut(&me) {
+                    mine.latitude = lat;
+                    mine.longitude = lon;
+                    mine.ts = now_ms() as i64;
+                }
+            });
+            glides.update_value(|g| {
+                g.remove(&me);
+            });
+            let now = now_ms();
+            if last || now - drag_sent_at.get_value() >= 100.0 {
+                drag_sent_at.set_value(now);
+                place(lat, lon);
+            }
+        }
+    };
     let on_pointerdown = move |ev: leptos::ev::PointerEvent| {
-        drag.set_value(Some((f64::from(ev.offset_x()), f64::from(ev.offset_y()), 0.0)));
+        let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+        if let Some(el) = canvas.get_untracked() {
+            let _ = el.set_pointer_capture(ev.pointer_id());
+        }
+        pointers.update_value(|p| {
+            p.retain(|(id, _, _)| *id != ev.pointer_id());
+            p.push((ev.pointer_id(), x, y));
+        });
+        gesture_moved.set_value(0.0);
+        let single = pointers.with_value(|p| p.len() == 1);
+        let on_me = my_spot().is_some_and(|(mx, my)| (mx - x).hypot(my - y) <= 14.0);
+        dragging_me.set_value(single && on_me && by_hand());
     };
     let on_pointermove = {
         let draw = draw.clone();
+        let move_me = move_me.clone();
         move |ev: leptos::ev::PointerEvent| {
-            let Some((x, y, moved)) = drag.get_value() else { return };
-            let (nx, ny) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
-            view_state.update_untracked(|v| v.pan(nx - x, ny - y));
-            drag.set_value(Some((nx, ny, moved + (nx - x).abs() + (ny - y).abs())));
+            let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+            let before = pointers.with_value(|p| p.clone());
+            let Some(index) = before.iter().position(|(id, _, _)| *id == ev.pointer_id()) else { return };
+            let (_, px, py) = before[index];
+            pointers.update_value(|p| p[index] = (ev.pointer_id(), x, y));
+            gesture_moved.update_value(|m| *m += (x - px).abs() + (y - py).abs());
+            if let [(_, ax, ay), (_, bx, by)] = before[..] {
+                let mut after = [(ax, ay), (bx, by)];
+                after[index] = (x, y);
+                view_state.update_untracked(|v| v.pinch([(ax, ay), (bx, by)], after));
+                dragging_me.set_value(false);
+            } else if dragging_me.get_value() {
+                move_me(x, y, false);
+            } else {
+                view_state.update_untracked(|v| v.pan(x - px, y - py));
+            }
             draw();
         }
     };
     let on_pointerup = {
         let place = place.clone();
         move |ev: leptos::ev::PointerEvent| {
-            let was = drag.get_value();
-            drag.set_value(None);
-            if placing.get_untracked() && was.is_some_and(|(_, _, moved)| moved < 5.0) {
-                let (lon, lat) =
-                    view_state.get_untracked().to_position(f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+            let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
+            let was_single = pointers.with_value(|p| p.len() == 1);
+            pointers.update_value(|p| p.retain(|(id, _, _)| *id != ev.pointer_id()));
+            if dragging_me.get_value() {
+                move_me(x, y, true);
+                dragging_me.set_value(false);
+            } else if was_single && placing.get_untracked() && gesture_moved.get_value() < 5.0 {
+                let (lon, lat) = view_state.get_untracked().to_position(x, y);
                 place(lat, lon);
                 sharing.set(true);
             }
         }
+    };
+    let on_pointercancel = move |ev: leptos::ev::PointerEvent| {
+        pointers.update_value(|p| p.retain(|(id, _, _)| *id != ev.pointer_id()));
+        dragging_me.set_value(false);
     };
     let on_wheel = {
         let draw = draw.clone();
@@ -495,6 +611,22 @@ fn MapView(
         move |_| zoom_by(1.0)
     };
     let zoom_out = move |_| zoom_by(-1.0);
+
+    // Placing by hand takes over from the device's position.
+    let place_by_hand = {
+        let watch = watch.clone();
+        move |ev: leptos::ev::Event| {
+            let on = event_target_checked(&ev);
+            if on {
+                let id = watch.swap(-1, Ordering::AcqRel);
+                if id >= 0 {
+                    client::clear_watch(id);
+                }
+            }
+            placing.set(on);
+        }
+    };
+    let attribution = tiles.and_then(|t| t.attribution);
 
     let age = move |ts: i64| {
         let now = clock.get();
@@ -524,7 +656,7 @@ fn MapView(
                         <button on:click=stop.clone()>"Stop sharing"</button>
                     </Show>
                     <label class="check">
-                        <input type="checkbox" prop:checked=move || placing.get() on:change=move |ev| placing.set(event_target_checked(&ev))/>
+                        <input type="checkbox" prop:checked=move || placing.get() on:change=place_by_hand/>
                         "Place me by clicking the map"
                     </label>
                     <label class="check">
@@ -543,10 +675,11 @@ fn MapView(
                         aria-label="Map"
                         on:pointerdown=on_pointerdown
                         on:pointermove=on_pointermove
-                        on:pointerup=on_pointerup.clone()
-                        on:pointerleave=move |_| drag.set_value(None)
+                        on:pointerup=on_pointerup
+                        on:pointercancel=on_pointercancel
                         on:wheel=on_wheel
                     ></canvas>
+                    {attribution.map(|text| view! { <p class="map-attribution">{text}</p> })}
                     <div class="map-zoom">
                         <button on:click=zoom_in aria-label="Zoom in">"+"</button>
                         <button on:click=zoom_out aria-label="Zoom out">"−"</button>

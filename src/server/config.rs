@@ -76,7 +76,8 @@ pub struct Config {
 
     /// Draw the map on raster tiles from this URL template (`{z}`, `{x}`, `{y}`), e.g.
     /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png`, instead of the built-in offline country
-    /// outlines. Unset (the default), the map loads nothing from outside.
+    /// outlines. Tiles are requested with CORS (as OpenStreetMap's and most tile servers allow).
+    /// Unset (the default), the map loads nothing from outside.
     #[arg(long, env = "SWITCHBOARD_TILE_URL", value_parser = parse_tile_url)]
     pub tile_url: Option<String>,
 
