@@ -513,6 +513,11 @@ async fn only_the_owner_or_an_admin_changes_deletes_or_rotates_a_sensor() {
         assert_ne!(refused.status, 200, "{form}");
     }
 
+    // An empty numeric field (a form left blank) means none.
+    let blank = server_fn(server.addr, "create_sensor", "name=blank&unit=&range_min=&range_max=5", Some(&bob)).await;
+    let blank: Value = serde_json::from_str(&blank.body).unwrap();
+    assert_eq!((blank["sensor"]["range_min"].clone(), blank["sensor"]["range_max"].as_f64()), (Value::Null, Some(5.0)));
+
     let updated = server_fn(server.addr, "update_sensor", &format!("id={id}&alert_high=25"), Some(&alice)).await;
     assert_eq!(updated.status, 200, "{}", updated.body);
     let updated: Value = serde_json::from_str(&updated.body).unwrap();
