@@ -527,3 +527,24 @@ async fn only_the_owner_or_an_admin_changes_deletes_or_rotates_a_sensor() {
     assert_eq!(post(&server, id, Some(&token), r#"{"value": 1}"#).await.status, 404);
     assert_eq!(server.state.sensors.store().history_counts(id, 0, i64::MAX).await.unwrap(), (0, 0));
 }
+
+#[tokio::test]
+async fn concurrent_posts_are_all_stored_and_survive_a_restart() {
+    let (server, _root, alice, _bob) = server_with_users(false).await;
+    let (id, token) = create_sensor(&server, &alice, "name=hall").await;
+    let mut posts = Vec::new();
+    for i in 0..20 {
+        let (addr, token) = (server.addr, token.clone());
+        posts.push(tokio::spawn(async move {
+            let auth = format!("Bearer {token}");
+            let body = format!(r#"[{{"value": {i}}}, {{"value": {i}.5}}]"#);
+            let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+            http(addr, "POST", &format!("/api/sensors/{id}/readings"), &headers, &body).await.status
+        }));
+    }
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 200);
+    }
+    let server = server.restart().await;
+    assert_eq!(csv(&server, id, &alice, "").await.len(), 41, "every acknowledged reading was kept");
+}
