@@ -71,3 +71,21 @@ impl From<crate::server::store::StoreError> for AppError {
         AppError::Server("internal error".into())
     }
 }
+
+#[cfg(feature = "ssr")]
+impl From<crate::server::sensors::SensorError> for AppError {
+    fn from(error: crate::server::sensors::SensorError) -> Self {
+        use crate::server::sensors::SensorError;
+        match error {
+            SensorError::UnknownSensor(_) => AppError::NotFound(error.to_string()),
+            SensorError::NameTaken(_) => AppError::Conflict(error.to_string()),
+            SensorError::BadReading(_) | SensorError::Invalid(_) | SensorError::Forbidden(_) => {
+                AppError::Invalid(error.to_string())
+            }
+            other => {
+                tracing::error!(error = %other, "sensor operation failed");
+                AppError::Server("internal error".into())
+            }
+        }
+    }
+}

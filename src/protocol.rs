@@ -58,6 +58,49 @@ pub struct Located {
     pub trail: Vec<[f64; 2]>,
 }
 
+/// A sensor as every viewer sees it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SensorInfo {
+    pub id: i64,
+    /// Unique among sensors, compared without case.
+    pub name: String,
+    /// Shown after values, e.g. `°C`; may be empty.
+    pub unit: String,
+    /// The physical range: readings outside it are refused (`out_of_range`).
+    pub range_min: Option<f64>,
+    pub range_max: Option<f64>,
+    /// Thresholds to highlight: readings outside them are stored and shown as alerts.
+    pub alert_low: Option<f64>,
+    pub alert_high: Option<f64>,
+}
+
+/// One sensor reading.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    /// When it was measured, in milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// A reading on its way in: without `ts` it is taken as measured when the server receives it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct NewReading {
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<i64>,
+}
+
+/// A point of a sensor's history: one raw reading (`count` 1, `min` = `max` = `value`) or a
+/// bucket of several, with `value` their average and `ts` the bucket's start.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct HistoryPoint {
+    pub ts: i64,
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: i64,
+}
+
 /// Where a client left a durable topic: the server sends what came after.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Resume {
@@ -124,6 +167,14 @@ pub enum ClientFrame {
         topic: String,
         offset: u64,
     },
+    /// Post readings of a sensor (its owner or an admin only). Answered by `ack` (with
+    /// `topic` `sensor:<id>` and `offset` 0) once they are durable, or by `error`. All or
+    /// nothing: one bad reading refuses the whole frame.
+    Reading {
+        id: String,
+        sensor: i64,
+        readings: Vec<NewReading>,
+    },
     Ping {
         id: String,
     },
@@ -131,8 +182,18 @@ pub enum ClientFrame {
 
 impl ClientFrame {
     /// The frame types a client may send, as spelled on the wire.
-    pub const TYPES: [&'static str; 9] =
-        ["subscribe", "unsubscribe", "publish", "history", "locate", "stop_sharing", "typing", "read", "ping"];
+    pub const TYPES: [&'static str; 10] = [
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "history",
+        "locate",
+        "stop_sharing",
+        "typing",
+        "read",
+        "reading",
+        "ping",
+    ];
 }
 
 /// Frames the server sends.
@@ -229,6 +290,13 @@ pub enum ServerFrame {
         topic: String,
         user: String,
     },
+    /// Readings of a sensor (`sensor:<id>`): right after `subscribed`, the latest one (if
+    /// any); then every new batch as it is stored, several readings per frame when they
+    /// arrive together, in the order they were received.
+    Readings {
+        topic: String,
+        readings: Vec<Reading>,
+    },
     Pong {
         id: String,
     },
@@ -268,6 +336,12 @@ pub enum ErrorCode {
     NotSubscribed,
     /// A number outside its allowed range (or not finite).
     OutOfRange,
+    /// No sensor has that id (or name).
+    UnknownSensor,
+    /// Not signed in, or the credentials are not valid (HTTP API).
+    Unauthorized,
+    /// Signed in, but not allowed to do this (for example, not the sensor's owner).
+    Forbidden,
     /// The server could not do it; the request may be retried.
     Internal,
 }
@@ -297,6 +371,9 @@ pub enum Topic {
     Activity,
     /// `location:<room>`: the room's map. Latest position per person, not history.
     Location(String),
+    /// `sensor:<id>`: a sensor's readings. The latest first, then live; history is read
+    /// with the `sensor_history` server function.
+    Sensor(i64),
 }
 
 impl Topic {
@@ -305,6 +382,12 @@ impl Topic {
             "rooms" => return Some(Topic::Rooms),
             "activity" => return Some(Topic::Activity),
             _ => {}
+        }
+        if let Some(id) = name.strip_prefix("sensor:") {
+            // Digits only, so that each sensor has exactly one topic name.
+            let digits =
+                !id.is_empty() && id.len() <= 18 && id.bytes().all(|b| b.is_ascii_digit()) && !id.starts_with('0');
+            return id.parse().ok().filter(|_| digits).map(Topic::Sensor);
         }
         if let Some(room) = name.strip_prefix("location:") {
             return valid_room_name(room).then(|| Topic::Location(room.to_owned()));
@@ -316,6 +399,10 @@ impl Topic {
 
 pub fn location_topic(room: &str) -> String {
     format!("location:{room}")
+}
+
+pub fn sensor_topic(sensor_id: i64) -> String {
+    format!("sensor:{sensor_id}")
 }
 
 pub fn chat_topic(room: &str) -> String {
@@ -388,6 +475,9 @@ mod tests {
             (ErrorCode::RateLimited, "rate_limited"),
             (ErrorCode::NotSubscribed, "not_subscribed"),
             (ErrorCode::OutOfRange, "out_of_range"),
+            (ErrorCode::UnknownSensor, "unknown_sensor"),
+            (ErrorCode::Unauthorized, "unauthorized"),
+            (ErrorCode::Forbidden, "forbidden"),
             (ErrorCode::Internal, "internal"),
         ];
         for (code, name) in names {
@@ -405,6 +495,35 @@ mod tests {
         assert_eq!(Topic::parse("map:lobby"), None);
         assert_eq!(Topic::parse("location:lobby"), Some(Topic::Location("lobby".into())));
         assert_eq!(Topic::parse(&format!("chat:{}", "a".repeat(33))), None);
+        assert_eq!(Topic::parse("sensor:12"), Some(Topic::Sensor(12)));
+        assert_eq!(Topic::parse(&sensor_topic(7)), Some(Topic::Sensor(7)));
+        for bad in ["sensor:", "sensor:0", "sensor:012", "sensor:-1", "sensor:+1", "sensor:x", "sensor:1.5"] {
+            assert_eq!(Topic::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reading_frames_have_an_optional_timestamp() {
+        let frame: ClientFrame = serde_json::from_str(
+            r#"{"type":"reading","id":"1","sensor":3,"readings":[{"value":1.5},{"value":-2,"ts":1764000000000}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Reading {
+                id: "1".into(),
+                sensor: 3,
+                readings: vec![
+                    NewReading { value: 1.5, ts: None },
+                    NewReading { value: -2.0, ts: Some(1_764_000_000_000) }
+                ],
+            }
+        );
+        let out = ServerFrame::Readings { topic: sensor_topic(3), readings: vec![Reading { ts: 5, value: 0.25 }] };
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            serde_json::json!({"type": "readings", "topic": "sensor:3", "readings": [{"ts": 5, "value": 0.25}]})
+        );
     }
 
     #[test]

@@ -3,4 +3,5 @@
 pub mod account;
 pub mod chat;
 pub mod map;
+pub mod sensors;
 pub mod settings;

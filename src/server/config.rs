@@ -90,6 +90,20 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_PRESENCE_GRACE_MS", default_value_t = 2000)]
     pub presence_grace_ms: u64,
 
+    /// Seconds raw sensor readings are kept. Older ones are rolled up, once a minute, into one
+    /// row per sensor and minute (min, max, average, count) and the raw rows deleted.
+    #[arg(long, env = "SWITCHBOARD_SENSOR_RAW_RETENTION_SECS", default_value_t = 24 * 60 * 60)]
+    pub sensor_raw_retention_secs: u64,
+
+    /// The most sensor readings one request may carry (HTTP or WebSocket); more get HTTP 413
+    /// or `too_large`, and nothing is stored.
+    #[arg(long, env = "SWITCHBOARD_SENSOR_BATCH_MAX", default_value_t = 1000)]
+    pub sensor_batch_max: usize,
+
+    /// The largest body `POST /api/sensors/{id}/readings` accepts, in bytes; larger ones get HTTP 413.
+    #[arg(long, env = "SWITCHBOARD_SENSOR_BODY_MAX_BYTES", default_value_t = 1024 * 1024)]
+    pub sensor_body_max_bytes: usize,
+
     /// Origins allowed to open WebSockets besides the server's own (comma-separated, e.g.
     /// `https://chat.example.org`). Requests without an Origin header (devices, scripts) are allowed.
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -126,6 +140,14 @@ impl Config {
         }
     }
 
+    pub fn sensor_limits(&self) -> super::sensors::SensorLimits {
+        super::sensors::SensorLimits {
+            batch_max: self.sensor_batch_max.max(1),
+            raw_retention: Duration::from_secs(self.sensor_raw_retention_secs),
+            body_max_bytes: self.sensor_body_max_bytes.max(1),
+        }
+    }
+
     /// A configuration for tests: a fresh database, an ephemeral port, guests allowed,
     /// and rate limits out of the way (tests that need them set them).
     pub fn for_tests(database_url: String) -> Config {
@@ -146,6 +168,9 @@ impl Config {
             location_stale_secs: 60,
             tile_url: None,
             tile_attribution: None,
+            sensor_raw_retention_secs: 24 * 60 * 60,
+            sensor_batch_max: 1000,
+            sensor_body_max_bytes: 1024 * 1024,
         }
     }
 }

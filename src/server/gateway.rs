@@ -24,10 +24,12 @@ use super::chat::{encode, user_topic, Chat};
 use super::hub::{Event, Hub, Peer};
 use super::location::{self, Locations};
 use super::seed;
+use super::sensors::{self, Origin, SeedTarget, SensorError, Sensors};
+use super::store::now_ms;
 use super::AppState;
 use crate::protocol::{
-    close, location_topic, ClientFrame, ErrorCode, Resume, ServerFrame, Topic, HISTORY_MAX, HISTORY_PAGE, LOBBY,
-    MAX_ID_BYTES, MAX_MESSAGE_CHARS,
+    close, location_topic, sensor_topic, ClientFrame, ErrorCode, NewReading, Reading, Resume, ServerFrame, Topic,
+    HISTORY_MAX, HISTORY_PAGE, LOBBY, MAX_ID_BYTES, MAX_MESSAGE_CHARS,
 };
 
 /// Events written per flush at most.
@@ -48,6 +50,8 @@ pub enum Dialect {
     SeedChat,
     /// The tutorial's `/ws/location/`.
     SeedLocation,
+    /// The tutorial's `/ws/sensor_data/`.
+    SeedSensor,
 }
 
 /// A frame rejected before it reached any handler.
@@ -88,6 +92,12 @@ pub fn decode(text: &str) -> Result<ClientFrame, Rejection> {
             return Err(Rejection::new(None, ErrorCode::InvalidField, "`id` must be 1 to 64 bytes"));
         }
         _ => {}
+    }
+    if kind == "reading" {
+        // Checked here, not by serde, so that the error names the bad reading.
+        if let Some(serde_json::Value::Array(items)) = object.get("readings") {
+            sensors::parse_list(items).map_err(|bad| Rejection::new(id.clone(), bad.code, bad.message))?;
+        }
     }
     serde_json::from_value(value).map_err(|e| Rejection::new(id, ErrorCode::InvalidField, e.to_string()))
 }
@@ -136,6 +146,8 @@ struct Connection {
     pending: FuturesUnordered<Reply>,
     hub: Arc<Hub>,
     chat: Arc<Chat>,
+    sensors: Arc<Sensors>,
+    guest_access: bool,
     max_frame_bytes: usize,
 }
 
@@ -156,6 +168,8 @@ pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Iden
         pending: FuturesUnordered::new(),
         hub: state.hub.clone(),
         chat: state.chat.clone(),
+        sensors: state.sensors.clone(),
+        guest_access: state.config.guest_access,
         max_frame_bytes: state.config.max_frame_bytes,
     };
     let end = conn.serve(&state).await;
@@ -189,6 +203,10 @@ impl Connection {
             }
             Dialect::SeedLocation => {
                 let topic = self.hub.subscribe(location::SEED_TOPIC, &self.peer);
+                self.subscriptions.insert(topic, 0);
+            }
+            Dialect::SeedSensor => {
+                let topic = self.hub.subscribe(sensors::SEED_TOPIC, &self.peer);
                 self.subscriptions.insert(topic, 0);
             }
         }
@@ -280,7 +298,9 @@ impl Connection {
     async fn send_error(&mut self, id: Option<String>, code: ErrorCode, message: &str) -> Result<(), ()> {
         match self.dialect {
             Dialect::Web => self.send_frame(&ServerFrame::Error { id, code, message: message.to_owned() }).await,
-            Dialect::SeedChat | Dialect::SeedLocation => self.send_text(seed::encode_error(code, message)).await,
+            Dialect::SeedChat | Dialect::SeedLocation | Dialect::SeedSensor => {
+                self.send_text(seed::encode_error(code, message)).await
+            }
         }
     }
 
@@ -352,6 +372,7 @@ impl Connection {
                     Dialect::Web => self.on_web_frame(&text).await?,
                     Dialect::SeedChat => self.on_seed_chat(&text).await?,
                     Dialect::SeedLocation => self.on_seed_location(&text).await?,
+                    Dialect::SeedSensor => self.on_seed_sensor(&text).await?,
                 }
                 Ok(true)
             }
@@ -429,6 +450,7 @@ impl Connection {
                     Err(error) => self.internal_error(id, &error).await,
                 }
             }
+            ClientFrame::Reading { id, sensor, readings } => self.post_readings(id, sensor, readings).await,
             ClientFrame::Publish { id, topic, text } => {
                 let Some(room) = self.chat_room(&id, &topic).await? else { return Ok(()) };
                 if let Err((code, message)) = check_text(&text) {
@@ -565,6 +587,126 @@ impl Connection {
         }
     }
 
+    /// A sensor by id, or an error frame sent and `None`.
+    async fn sensor(&mut self, id: Option<&str>, sensor_id: i64) -> Result<Option<super::store::Sensor>, ()> {
+        match self.sensors.get(sensor_id).await {
+            Ok(sensor) => Ok(Some(sensor)),
+            Err(SensorError::UnknownSensor(_)) => {
+                let message = format!("no sensor has the id {sensor_id}");
+                self.send_error(id.map(str::to_owned), ErrorCode::UnknownSensor, &message).await?;
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::error!(%error, "sensor lookup failed");
+                self.send_error(id.map(str::to_owned), ErrorCode::Internal, "the server could not do that; retry")
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A `reading` frame: the sensor's owner or an admin posts readings; acked once durable.
+    async fn post_readings(&mut self, id: String, sensor_id: i64, readings: Vec<NewReading>) -> Result<(), ()> {
+        let Some(sensor) = self.sensor(Some(&id), sensor_id).await? else { return Ok(()) };
+        if !self.who.user().is_some_and(|user| sensors::may_manage(&sensor, user)) {
+            let message = "only the sensor's owner or an admin may post its readings";
+            return self.send_error(Some(id), ErrorCode::Forbidden, message).await;
+        }
+        let max = self.sensors.limits().batch_max;
+        if readings.len() > max {
+            return self.send_error(Some(id), ErrorCode::TooLarge, &format!("at most {max} readings per frame")).await;
+        }
+        let checked = match sensors::check_batch(&sensor.info, &readings, now_ms()) {
+            Ok(checked) => checked,
+            Err(bad) => return self.send_error(Some(id), bad.code, &bad.message).await,
+        };
+        self.queue_readings(Some(id), sensor_id, checked, Origin::Api);
+        Ok(())
+    }
+
+    /// Start a sensor write; its ack (web) or error is written when the store answers.
+    fn queue_readings(&mut self, id: Option<String>, sensor_id: i64, readings: Vec<Reading>, origin: Origin) {
+        let sensors = self.sensors.clone();
+        let dialect = self.dialect;
+        self.pending.push(Box::pin(async move {
+            let result = sensors.write(sensor_id, readings, origin).await;
+            let (code, message) = match result {
+                Ok(_) if dialect != Dialect::Web => return None,
+                Ok(_) => {
+                    let ack = ServerFrame::Ack {
+                        id: id.unwrap_or_default(),
+                        topic: sensor_topic(sensor_id),
+                        offset: 0,
+                        duplicate: false,
+                    };
+                    return Some(serde_json::to_string(&ack).unwrap_or_default());
+                }
+                Err(SensorError::UnknownSensor(_)) => (ErrorCode::UnknownSensor, "the sensor was deleted".to_owned()),
+                Err(error) => {
+                    tracing::warn!(%error, "storing readings failed");
+                    (ErrorCode::Internal, "the readings could not be stored; retry".to_owned())
+                }
+            };
+            Some(match dialect {
+                Dialect::Web => serde_json::to_string(&ServerFrame::Error { id, code, message }).unwrap_or_default(),
+                _ => seed::encode_error(code, &message),
+            })
+        }));
+    }
+
+    /// A tutorial sensor frame: stored through the same writer, echoed to every
+    /// `/ws/sensor_data/` client. In guest mode an unknown name registers a sensor.
+    async fn on_seed_sensor(&mut self, text: &str) -> Result<(), ()> {
+        let reading = match sensors::decode_seed(text) {
+            Ok(reading) => reading,
+            Err((code, message)) => return self.send_error(None, code, &message).await,
+        };
+        let found = match &reading.target {
+            SeedTarget::Id(id) => self.sensors.store().sensor(*id).await,
+            SeedTarget::Name(name) => self.sensors.store().sensor_by_name(name).await,
+        };
+        let sensor = match (found, &reading.target) {
+            (Ok(Some(sensor)), _) => sensor,
+            (Ok(None), SeedTarget::Name(name)) if self.guest_access => {
+                match self.sensors.register_unowned(name).await {
+                    Ok(sensor) => sensor,
+                    // Registered by someone else a moment ago.
+                    Err(SensorError::NameTaken(_)) => match self.sensors.store().sensor_by_name(name).await {
+                        Ok(Some(sensor)) => sensor,
+                        _ => return self.send_error(None, ErrorCode::Internal, "the sensor could not be found").await,
+                    },
+                    Err(SensorError::Invalid(message)) => {
+                        return self.send_error(None, ErrorCode::InvalidField, &message).await
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "registering a sensor failed");
+                        return self.send_error(None, ErrorCode::Internal, "the sensor could not be registered").await;
+                    }
+                }
+            }
+            (Ok(None), _) => {
+                let message = format!("no sensor is {}", reading.sensor_id);
+                return self.send_error(None, ErrorCode::UnknownSensor, &message).await;
+            }
+            (Err(error), _) => {
+                tracing::error!(%error, "sensor lookup failed");
+                return self.send_error(None, ErrorCode::Internal, "the server could not do that; retry").await;
+            }
+        };
+        if !sensors::may_post_seed(&sensor, &self.who) {
+            let message = "only the sensor's owner or an admin may post its readings";
+            return self.send_error(None, ErrorCode::Forbidden, message).await;
+        }
+        let new = [NewReading { value: reading.value, ts: None }];
+        let checked = match sensors::check_batch(&sensor.info, &new, now_ms()) {
+            Ok(checked) => checked,
+            Err(bad) => return self.send_error(None, bad.code, &bad.message).await,
+        };
+        let origin = Origin::Seed { sensor_id: reading.sensor_id, sensor_value: reading.sensor_value };
+        self.queue_readings(None, sensor.info.id, checked, origin);
+        Ok(())
+    }
+
     /// Stop counting as present in `topic`.
     fn leave(&mut self, topic: &str) {
         if let Some(pos) = self.present_in.iter().position(|t| &**t == topic) {
@@ -597,6 +739,22 @@ impl Connection {
                 self.send_frame(&frame).await?;
                 let positions = self.locations.snapshot(&topic);
                 self.send_frame(&ServerFrame::Locations { topic, positions }).await
+            }
+            Some(Topic::Sensor(sensor_id)) => {
+                if self.sensor(Some(&id), sensor_id).await?.is_none() {
+                    return Ok(());
+                }
+                // Subscribe before reading the latest: anything stored after this arrives live.
+                let name = self.hub.subscribe(&topic, &self.peer);
+                self.subscriptions.insert(name, 0);
+                let frame =
+                    ServerFrame::Subscribed { id: id.clone(), topic: topic.clone(), epoch: String::new(), head: 0 };
+                self.send_frame(&frame).await?;
+                match self.sensors.latest(sensor_id).await {
+                    Ok(Some(latest)) => self.send_frame(&ServerFrame::Readings { topic, readings: vec![latest] }).await,
+                    Ok(None) => Ok(()),
+                    Err(error) => self.internal_error(id, &error).await,
+                }
             }
             Some(Topic::Rooms | Topic::Activity) => {
                 let name = self.hub.subscribe(&topic, &self.peer);
@@ -638,7 +796,8 @@ impl Connection {
                 self.send_frame(&presence).await
             }
             None => {
-                let message = format!("{topic:?} is not a topic (chat:<room> or rooms)");
+                let message =
+                    format!("{topic:?} is not a topic (chat:<room>, location:<room>, sensor:<id>, rooms, activity)");
                 self.send_error(Some(id), ErrorCode::UnknownTopic, &message).await
             }
         }

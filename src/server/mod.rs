@@ -1,5 +1,6 @@
 //! The server: HTTP routes, WebSocket upgrades, and the life cycle of one process.
 
+pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod hub;
 pub mod location;
 pub mod presence;
 pub mod seed;
+pub mod sensors;
 pub mod session;
 pub mod store;
 pub mod world;
@@ -45,6 +47,7 @@ pub struct AppState {
     pub chat: Arc<Chat>,
     pub auth: Arc<Auth>,
     pub locations: Arc<location::Locations>,
+    pub sensors: Arc<sensors::Sensors>,
     /// Cancelled when the server begins to shut down; every connection listens to it.
     pub shutdown: CancellationToken,
     /// Counts live connections, so shutdown can wait for their close frames.
@@ -76,11 +79,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Open the store, start the chat writer, and bind the listener.
+    /// Open the store, start the chat and sensor writers, and bind the listener.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let store = Store::open(&config.database_url).await?;
         let hub = Hub::new();
         let auth = Arc::new(Auth::new(store.clone()));
+        let sensors = sensors::Sensors::start(store.clone(), hub.clone(), config.sensor_limits());
         let chat = Chat::start(store, hub.clone(), config.chat_limits()).await?;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -99,6 +103,7 @@ impl Server {
             hub,
             chat,
             auth,
+            sensors,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
@@ -132,6 +137,7 @@ impl Server {
             tracing::warn!("some connections did not close within 5 s");
         }
         state.chat.close().await;
+        state.sensors.close().await;
         state.chat.store().close().await;
         tracing::info!("stopped");
         Ok(())
@@ -146,7 +152,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", ws_endpoint(Dialect::Web))
         .route("/ws/chat/", ws_endpoint(Dialect::SeedChat))
         .route("/ws/location/", ws_endpoint(Dialect::SeedLocation))
+        .route("/ws/sensor_data/", ws_endpoint(Dialect::SeedSensor))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(api::routes())
         .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())

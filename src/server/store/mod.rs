@@ -1,4 +1,5 @@
-//! The store: what must survive a restart (rooms and their messages), in SQLite.
+//! The store: what must survive a restart (rooms and their messages, accounts, sensors and
+//! their readings), in SQLite.
 //!
 //! Writes come in batches from the chat log's single writer, one transaction per
 //! batch (group commit), so a burst of messages costs one fsync, not one each.
@@ -12,7 +13,9 @@ use sqlx::Row;
 use crate::protocol::ChatMessage;
 
 mod accounts;
+mod sensors;
 pub use accounts::{TokenInfo, User};
+pub use sensors::{Compacted, ExportRow, NewSensor, ReadingBatch, Sensor, MINUTE_MS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
