@@ -14,6 +14,7 @@ use crate::error::AppError;
 use crate::pages::account::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
 use crate::pages::chat::ChatPage;
 use crate::pages::map::{MapBenchPage, MapPage};
+use crate::pages::sensors::SensorsPage;
 use crate::pages::settings::SettingsPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -105,6 +106,10 @@ pub fn App() -> impl IntoView {
         <Router>
             <header class="topbar">
                 <a class="brand" href="/">"Switchboard"</a>
+                <nav class="sections" aria-label="Sections">
+                    <a href="/">"Chat"</a>
+                    <a href="/sensors">"Sensors"</a>
+                </nav>
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
                         let me = session.me.await.unwrap_or_default();
@@ -127,6 +132,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/rooms/:room") view=ChatPage ssr=SsrMode::Async/>
                     <Route path=path!("/rooms/:room/map") view=MapPage ssr=SsrMode::Async/>
                     <Route path=path!("/bench/map") view=MapBenchPage/>
+                    <Route path=path!("/sensors") view=SensorsPage ssr=SsrMode::Async/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/signup") view=SignUpPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>

@@ -5,6 +5,8 @@
 //! happens there.
 
 #[cfg(feature = "hydrate")]
+pub mod chart_canvas;
+#[cfg(feature = "hydrate")]
 pub mod map_canvas;
 #[cfg(feature = "hydrate")]
 mod socket;

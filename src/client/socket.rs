@@ -356,7 +356,8 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
         | ServerFrame::Typing { topic, .. }
         | ServerFrame::Locations { topic, .. }
         | ServerFrame::Location { topic, .. }
-        | ServerFrame::LocationGone { topic, .. } => topic.clone(),
+        | ServerFrame::LocationGone { topic, .. }
+        | ServerFrame::Readings { topic, .. } => topic.clone(),
         ServerFrame::Error { id: Some(id), code, .. } => {
             let failed = live
                 .outbox

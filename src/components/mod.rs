@@ -1,5 +1,6 @@
 //! Small pieces of UI used by several pages.
 
+pub mod chart;
 pub mod connection;
 pub mod projection;
 pub mod time;

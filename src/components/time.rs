@@ -47,6 +47,20 @@ pub fn Timestamp(ms: i64, hydrated: ReadSignal<bool>) -> impl IntoView {
     view! { <time class="ts" data-ms=ms.to_string()>{text}</time> }
 }
 
+/// A time of day to the second in the reader's time zone, for what happens live (after
+/// hydration); the server, not knowing the zone, writes UTC.
+#[component]
+pub fn Clock(ms: i64) -> impl IntoView {
+    #[cfg(feature = "hydrate")]
+    let text = {
+        let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+        format!("{:02}:{:02}:{:02}", date.get_hours(), date.get_minutes(), date.get_seconds())
+    };
+    #[cfg(not(feature = "hydrate"))]
+    let text = format!("{} UTC", utc_minute(ms));
+    view! { <time class="ts" data-ms=ms.to_string()>{text}</time> }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,143 @@
+import { expect, request as http, test } from "@playwright/test";
+import { closeContexts, hydrated, newContext, signUp, unique } from "./helpers";
+
+test.afterEach(closeContexts);
+
+/** Sign up, open the dashboard, register a sensor through the form; returns its id and token. */
+async function withSensor(browser: any, options: { high?: number } = {}) {
+  const context = await newContext(browser);
+  // Observe the Notification API (granted) to see alerts raised as notifications.
+  await context.addInitScript(() => {
+    const w = window as any;
+    w.__notes = [];
+    class FakeNotification {
+      static permission = "granted";
+      static requestPermission() {
+        return Promise.resolve("granted");
+      }
+      onclick: null | (() => void) = null;
+      constructor(title: string, options: { body?: string }) {
+        w.__notes.push({ title, body: options?.body ?? "" });
+      }
+    }
+    w.Notification = FakeNotification;
+  });
+  const page = await context.newPage();
+  await signUp(page, unique("ivy"));
+  await page.goto("/sensors");
+  await hydrated(page);
+  await expect(page.getByTestId("connection")).toHaveText("connected");
+  const name = unique("greenhouse");
+  await page.getByText("Register a sensor").click();
+  const form = page.locator("form.register-form");
+  await form.getByLabel("Name").fill(name);
+  await form.getByLabel("Unit").fill("°C");
+  await form.getByLabel("Range min").fill("-40");
+  await form.getByLabel("Range max").fill("80");
+  if (options.high !== undefined) await form.getByLabel("Alert above").fill(String(options.high));
+  await form.getByRole("button", { name: "Register" }).click();
+  const token = (await page.getByTestId("sensor-token").locator("code.secret").textContent())!.trim();
+  expect(token).toMatch(/^sbs_/);
+  const item = page.locator(".sensor-item", { hasText: name });
+  const id = Number(await item.getAttribute("data-sensor"));
+  // Registering picks it: its chart is open.
+  await expect(page.locator(`.legend-item[data-sensor="${id}"]`)).toBeVisible();
+  return { context, page, name, id, token };
+}
+
+async function post(baseURL: string, id: number, token: string, body: unknown) {
+  const api = await http.newContext({ baseURL });
+  const response = await api.post(`/api/sensors/${id}/readings`, {
+    headers: { authorization: `Bearer ${token}` },
+    data: body,
+  });
+  const status = response.status();
+  const text = await response.text();
+  await api.dispose();
+  return { status, text };
+}
+
+/** How many canvas pixels have the first series' colour (#1c7ed6). */
+function seriesPixels(page: any) {
+  return page.locator("canvas.chart-canvas").first().evaluate((canvas: HTMLCanvasElement) => {
+    const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === 0x1c && data[i + 1] === 0x7e && data[i + 2] === 0xd6) n++;
+    return n;
+  });
+}
+
+test("a reading posted over HTTP appears on the open chart, and one past a threshold raises an alert", async ({
+  browser,
+  baseURL,
+}) => {
+  const s = await withSensor(browser, { high: 30 });
+  expect(await seriesPixels(s.page)).toBe(0);
+  const legend = s.page.locator(`.legend-item[data-sensor="${s.id}"]`);
+  await expect(legend).toContainText("no readings");
+
+  const now = Date.now();
+  expect((await post(baseURL!, s.id, s.token, [{ value: 21.5, ts: now - 2000 }, { value: 22.25, ts: now - 1000 }])).status).toBe(200);
+  await expect(legend.locator(".current")).toHaveText("22.25");
+  await expect(legend).toContainText("min 21.5");
+  await expect.poll(() => seriesPixels(s.page)).toBeGreaterThan(10);
+  await expect(s.page.locator(`.sensor-item[data-sensor="${s.id}"] .latest`)).toHaveText("22.25 °C");
+
+  // Hovering the chart names the time and the value under the pointer.
+  const box = (await s.page.locator("canvas.chart-canvas").first().boundingBox())!;
+  await s.page.mouse.move(box.x + box.width - 16, box.y + box.height / 2);
+  await expect(s.page.getByTestId("chart-readout")).toContainText(`${s.name}: 22.25 °C`);
+
+  // Over the threshold: an alert in the page and a notification.
+  expect((await post(baseURL!, s.id, s.token, { value: 31.5 })).status).toBe(200);
+  await expect(s.page.locator(".sensor-alerts")).toContainText(`${s.name} is 31.5 °C, above 30 °C`);
+  await expect.poll(() => s.page.evaluate(() => (window as any).__notes.map((n: any) => n.body))).toContain(
+    `${s.name} is 31.5 °C, above 30 °C`,
+  );
+
+  // A refused reading (outside the physical range) shows nothing.
+  const refused = await post(baseURL!, s.id, s.token, { value: 500 });
+  expect(refused.status).toBe(400);
+  await s.page.waitForTimeout(300);
+  await expect(legend.locator(".current")).toHaveText("31.5");
+});
+
+test("the chart keeps streaming after a reconnect, and fills in what it missed", async ({ browser, baseURL }) => {
+  const s = await withSensor(browser);
+  const legend = s.page.locator(`.legend-item[data-sensor="${s.id}"]`);
+  await post(baseURL!, s.id, s.token, { value: 1 });
+  await expect(legend.locator(".current")).toHaveText("1");
+
+  await s.context.setOffline(true);
+  await expect(s.page.getByTestId("connection")).toHaveText("offline");
+  // Posted while the page is away: lower than anything else, so the window's min shows it arrived.
+  await post(baseURL!, s.id, s.token, { value: -7 });
+  await s.context.setOffline(false);
+  await expect(s.page.getByTestId("connection")).toHaveText("connected");
+  await expect(legend).toContainText("min -7");
+
+  await post(baseURL!, s.id, s.token, { value: 3.5 });
+  await expect(legend.locator(".current")).toHaveText("3.5");
+});
+
+test("the CSV export holds the posted values", async ({ browser, baseURL }) => {
+  const s = await withSensor(browser);
+  const now = Date.now();
+  const values = [12.5, 13.75, -2];
+  const body = values.map((value, i) => ({ value, ts: now - 3000 + i * 1000 }));
+  expect((await post(baseURL!, s.id, s.token, body)).status).toBe(200);
+  await expect(s.page.locator(`.legend-item[data-sensor="${s.id}"] .current`)).toHaveText("-2");
+
+  const [download] = await Promise.all([
+    s.page.waitForEvent("download"),
+    s.page.locator(`.sensor-item[data-sensor="${s.id}"]`).getByText("CSV of this window").click(),
+  ]);
+  expect(download.suggestedFilename()).toBe(`sensor-${s.id}.csv`);
+  const fs = await import("node:fs/promises");
+  const csv = await fs.readFile((await download.path())!, "utf8");
+  const lines = csv.trim().split("\n");
+  expect(lines[0]).toBe("timestamp,value,min,max,count");
+  const rows = lines.slice(1).map((l) => l.split(","));
+  expect(rows.map((r) => Number(r[1]))).toEqual(values);
+  expect(rows.map((r) => Date.parse(r[0]))).toEqual(body.map((r) => r.ts));
+});
