@@ -52,12 +52,21 @@ async fn readings(server: &TestServer, session: &str, id: i64) -> Vec<(i64, f64)
     assert_eq!(history.status, 200, "{}", history.body);
     let history: Value = serde_json::from_str(&history.body).unwrap();
     assert_eq!(history["bucket_ms"], 0, "raw readings");
-    history["points"].as_array().unwrap().iter().map(|p| (p["ts"].as_i64().unwrap(), p["value"].as_f64().unwrap())).collect()
+    history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["ts"].as_i64().unwrap(), p["value"].as_f64().unwrap()))
+        .collect()
 }
 
 /// Run the simulator while a signed-in observer watches the lobby's map; the report and the
 /// last position seen of each person.
-async fn run_watched(server: &TestServer, observer: &str, args: SimulateArgs) -> (Report, BTreeMap<String, (f64, f64)>) {
+async fn run_watched(
+    server: &TestServer,
+    observer: &str,
+    args: SimulateArgs,
+) -> (Report, BTreeMap<String, (f64, f64)>) {
     let mut map = server.web_as(observer).await;
     let subscribed = map.subscribe("location:lobby", None).await;
     assert_eq!(subscribed["type"], "subscribed", "{subscribed}");

@@ -222,14 +222,23 @@ async fn simulate(args: SimulateArgs, cancel: CancellationToken) -> Result<Repor
 fn print_plan(args: &SimulateArgs, url: &str, sensors: &[SensorInfo], walkers: &[String]) {
     if !sensors.is_empty() {
         let list: Vec<String> = sensors.iter().map(|s| format!("{} ({})", s.name, s.unit)).collect();
-        println!("  {} sensors of {:?}, {} readings/s each: {}", sensors.len(), args.user, args.rate, list.join(", "));
+        let (count, per) = (plural(sensors.len(), "sensor"), if args.rate == 1.0 { "reading" } else { "readings" });
+        println!("  {count} of {:?}, {} {per}/s each: {}", args.user, args.rate, list.join(", "));
     }
     if let (Some(first), Some(last)) = (walkers.first(), walkers.last()) {
         let who = if walkers.len() == 1 { first.clone() } else { format!("{first} … {last}") };
-        println!("  {} walkers ({who}) around {} on the map of {:?}", walkers.len(), args.center, args.room);
+        println!("  {} ({who}) around {} on the map of {:?}", plural(walkers.len(), "walker"), args.center, args.room);
     }
     println!("  see them at {url}/sensors and {url}/rooms/{}/map (signed in); Ctrl-C stops", args.room);
     println!("  accounts and API tokens are kept in {}", args.state.display());
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 /// Counters shared by the feeding and walking tasks.
