@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map clean wasm-size
+.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map clean wasm-size
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -61,6 +61,11 @@ $(SERVER): $(SOURCES)
 ## Build and serve on http://127.0.0.1:3000 with the embedded SQLite default.
 run: build
 	./$(SERVER)
+
+## Feed the server started by `make run` demo data: sensors and people walking on the map.
+## Options go in ARGS, e.g. `make simulate ARGS="--sensors 8 --rate 5"`.
+simulate: $(SERVER)
+	./$(SERVER) simulate $(ARGS)
 
 ## The gzip size of the release WASM bundle.
 wasm-size: $(PKG)/switchboard_bg.wasm

@@ -1,4 +1,4 @@
-//! The `switchboard` binary: serves the app.
+//! The `switchboard` binary: serves the app, or (`simulate`) feeds a running one demo data.
 
 use std::process::ExitCode;
 
@@ -31,5 +31,12 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Simulate(args) => match switchboard::server::simulate::run(args, shutdown_signal()).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("switchboard simulate: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

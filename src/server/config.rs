@@ -1,6 +1,7 @@
 //! Command line and environment: everything an operator can set, with its default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,6 +19,125 @@ pub struct Cli {
 pub enum Command {
     /// Serve the app (the default when no command is given).
     Serve,
+    /// Feed a running server realistic data: sensors with readings, and people walking on a
+    /// room's map. For demos and for trying the app out.
+    Simulate(SimulateArgs),
+}
+
+/// Settings of `switchboard simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// The running server, as `http://host:port`.
+    #[arg(long, default_value = "http://127.0.0.1:3000", value_parser = parse_server_url)]
+    pub url: String,
+
+    /// Sensors to feed (greenhouse temperature and humidity, office CO₂, workshop power, and
+    /// so on round again).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=200))]
+    pub sensors: u16,
+
+    /// Readings per second per sensor (up to 1,000).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// People walking on the room's map, each with an account of their own (`walker-<n>`).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(0..=500))]
+    pub walkers: u16,
+
+    /// The room whose map the walkers share their positions on (created if missing).
+    #[arg(long, default_value = "lobby", value_parser = parse_room)]
+    pub room: String,
+
+    /// Where the walkers walk, as `LAT,LON` in degrees (default: Dam Square, Amsterdam).
+    #[arg(long, default_value = "52.3731,4.8926", value_parser = parse_center, allow_hyphen_values = true)]
+    pub center: Center,
+
+    /// Stop after this many seconds (counted once set-up is done); without it, run until Ctrl-C.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+
+    /// The account that owns the sensors; created on first run.
+    #[arg(long, default_value = "simulator", value_parser = parse_username)]
+    pub user: String,
+
+    /// The owner's password. Without it: the one saved in the state file, or a new random one
+    /// (saved there).
+    #[arg(long, env = "SWITCHBOARD_SIMULATE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// File keeping the accounts' passwords and API tokens, so that reruns reuse them.
+    #[arg(long, default_value = "data/simulate.json")]
+    pub state: PathBuf,
+}
+
+/// A point on the map, in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Center {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+impl std::fmt::Display for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.5},{:.5}", self.latitude, self.longitude)
+    }
+}
+
+/// `http://host:port` (a path or trailing slash is not wanted: the API lives at the root).
+/// Only plain http: the simulator is meant for a server on this machine or the LAN.
+fn parse_server_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err("https is not supported; point it at the server's http address".into()),
+        _ => return Err("the URL must start with http://".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty()) {
+        return Err("give the server's root URL, without a path".into());
+    }
+    Ok(url.to_owned())
+}
+
+fn parse_rate(rate: &str) -> Result<f64, String> {
+    let rate: f64 = rate.trim().parse().map_err(|_| format!("{rate:?} is not a number"))?;
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
+        return Err("the rate is more than 0 and at most 1000 readings per second".into());
+    }
+    Ok(rate)
+}
+
+fn parse_room(room: &str) -> Result<String, String> {
+    if crate::protocol::valid_room_name(room) {
+        Ok(room.to_owned())
+    } else {
+        Err("room names are 1 to 32 characters of a-z, 0-9, '-' and '_'".into())
+    }
+}
+
+fn parse_username(name: &str) -> Result<String, String> {
+    if super::auth::valid_username(name) {
+        Ok(name.to_owned())
+    } else {
+        Err("usernames are 3 to 32 characters: letters, digits, '.', '_' and '-'".into())
+    }
+}
+
+pub fn parse_center(text: &str) -> Result<Center, String> {
+    let (lat, lon) = text.split_once(',').ok_or("write the centre as LAT,LON, e.g. 52.3731,4.8926")?;
+    let latitude: f64 = lat.trim().parse().map_err(|_| format!("the latitude {:?} is not a number", lat.trim()))?;
+    let longitude: f64 = lon.trim().parse().map_err(|_| format!("the longitude {:?} is not a number", lon.trim()))?;
+    // Walkers go a few km from the centre; keep clear of the poles and the date line.
+    if !(-80.0..=80.0).contains(&latitude) {
+        return Err("the latitude must be between -80 and 80".into());
+    }
+    if !(-179.0..=179.0).contains(&longitude) {
+        return Err("the longitude must be between -179 and 179".into());
+    }
+    Ok(Center { latitude, longitude })
 }
 
 /// Settings of a running server.
@@ -186,5 +306,30 @@ mod tests {
         assert!(parse_tile_url("ftp://tile.example.org/{z}/{x}/{y}.png").is_err());
         let missing = parse_tile_url("https://tile.example.org/{z}/{x}.png").unwrap_err();
         assert!(missing.contains("{y}"), "{missing}");
+    }
+
+    #[test]
+    fn simulate_options_are_checked() {
+        assert_eq!(parse_center(" -33.86, 151.21").unwrap(), Center { latitude: -33.86, longitude: 151.21 });
+        assert!(parse_center("52.3").unwrap_err().contains("LAT,LON"));
+        assert!(parse_center("95,4").unwrap_err().contains("latitude"));
+        assert!(parse_center("52,x").unwrap_err().contains("longitude"));
+        assert_eq!(parse_server_url("http://127.0.0.1:3000/").unwrap(), "http://127.0.0.1:3000");
+        assert!(parse_server_url("https://example.org").unwrap_err().contains("https"));
+        assert!(parse_server_url("127.0.0.1:3000").is_err());
+        assert!(parse_server_url("http://h:1/app").unwrap_err().contains("path"));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert_eq!(parse_rate("2.5").unwrap(), 2.5);
+        assert!(parse_room("Lobby").is_err());
+        assert!(parse_username("a").is_err());
+        let cli = Cli::try_parse_from(["switchboard", "simulate", "--sensors", "3", "--center", "-1.5,2"]).unwrap();
+        match cli.command {
+            Some(Command::Simulate(args)) => {
+                assert_eq!((args.sensors, args.walkers, args.room.as_str()), (3, 8, "lobby"));
+                assert_eq!(args.center, Center { latitude: -1.5, longitude: 2.0 });
+            }
+            other => panic!("expected simulate, got {other:?}"),
+        }
     }
 }

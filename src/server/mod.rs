@@ -11,6 +11,7 @@ pub mod presence;
 pub mod seed;
 pub mod sensors;
 pub mod session;
+pub mod simulate;
 pub mod store;
 pub mod world;
 
