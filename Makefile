@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map clean wasm-size
+.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map bench-chart clean wasm-size
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -99,7 +99,11 @@ test:
 
 ## Map frame time with 1,000 moving markers, against a baseline without markers.
 bench-map: build e2e-deps
-	./tools/map-bench.sh
+	./tools/page-bench.sh map.js "$${SECONDS_PER_RUN:-10}" $${MARKERS:-1000}
+
+## Chart frame time: 10 sensors of 10,000 readings streaming at 10 Hz, against 1 of 1,000.
+bench-chart: build e2e-deps
+	./tools/page-bench.sh chart.js "$${SECONDS_PER_RUN:-10}"
 
 clean:
 	$(CARGO) clean

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::pages::account::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
 use crate::pages::chat::ChatPage;
 use crate::pages::map::{MapBenchPage, MapPage};
-use crate::pages::sensors::SensorsPage;
+use crate::pages::sensors::{ChartBenchPage, SensorsPage};
 use crate::pages::settings::SettingsPage;
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -133,6 +133,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/rooms/:room/map") view=MapPage ssr=SsrMode::Async/>
                     <Route path=path!("/bench/map") view=MapBenchPage/>
                     <Route path=path!("/sensors") view=SensorsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/bench/chart") view=ChartBenchPage/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/signup") view=SignUpPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>

@@ -888,3 +888,116 @@ fn RegisterSensor(board: Board, reload: impl Fn() + Copy + Send + Sync + 'static
         </details>
     }
 }
+
+/// `/bench/chart?series=10&points=10000&hz=10&overlay=1`: the dashboard's charts with
+/// `series` simulated sensors of `points` readings each, streaming `hz` readings a second
+/// each, no server involved; frame timings in `window.__chart_bench` (see `make bench-chart`).
+#[component]
+pub fn ChartBenchPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    let number = |key: &str, default: usize, max: usize| {
+        query.read_untracked().get(key).and_then(|v| v.parse().ok()).unwrap_or(default).min(max)
+    };
+    let (count, points, hz) =
+        (number("series", 10, 50), number("points", 10_000, 200_000), number("hz", 10, 1000).max(1));
+    let overlay = query.read_untracked().get("overlay").is_some_and(|v| v == "1");
+    let sensors: Vec<SensorSummary> = (1..=count as i64)
+        .map(|id| SensorSummary {
+            info: SensorInfo {
+                id,
+                name: format!("bench {id}"),
+                unit: "u".into(),
+                range_min: None,
+                range_max: None,
+                alert_low: None,
+                alert_high: None,
+            },
+            owner: None,
+            latest: None,
+            can_manage: false,
+        })
+        .collect();
+    let ids: Vec<i64> = sensors.iter().map(|s| s.info.id).collect();
+    // The window holds exactly `points` readings at `hz`.
+    let span = (points as i64 * 1000) / hz as i64;
+    let board = Board::new(sensors, ids.clone(), Span::Last(span));
+    board.overlay.set(overlay);
+    Effect::new(move |_| start_chart_bench(board, points, hz));
+    view! {
+        <div class="sensors-page bench">
+            <section class="sensor-charts">
+                <Show
+                    when=move || board.overlay.get()
+                    fallback=move || view! {
+                        <For each=move || board.selected.get() key=|id| *id let(id)>
+                            <Chart board ids=Signal::derive(move || vec![id])/>
+                        </For>
+                    }
+                >
+                    <Chart board ids=Signal::derive(move || board.selected.get())/>
+                </Show>
+            </section>
+        </div>
+    }
+}
+
+fn start_chart_bench(board: Board, points: usize, hz: usize) {
+    let _ = (board, points, hz);
+    #[cfg(feature = "hydrate")]
+    {
+        let ids = board.selected.get_untracked();
+        let now = now_ms();
+        let step = 1000 / hz as i64;
+        let wave = |id: i64, ts: i64| {
+            let t = ts as f64 / 1000.0;
+            (t / (20.0 + id as f64)).sin() * 10.0 + id as f64 * 5.0 + js_sys::Math::random()
+        };
+        board.series.update_value(|all| {
+            for id in &ids {
+                let mut series = Series::new(points);
+                for i in (0..points as i64).rev() {
+                    let ts = now - i * step;
+                    series.push(Sample::from(Reading { ts, value: wave(*id, ts) }));
+                }
+                all.insert(*id, series);
+            }
+        });
+        board.version.update(|v| *v += 1);
+        set_interval(
+            move || {
+                let ts = now_ms();
+                for id in &ids {
+                    board.receive(*id, &[Reading { ts, value: wave(*id, ts) }]);
+                }
+            },
+            std::time::Duration::from_millis(step as u64),
+        );
+        let started = precise_now();
+        set_interval(
+            move || {
+                let frames = board.frame_times.with_value(Clone::clone);
+                let quantile = |mut values: Vec<f64>, q: f64| {
+                    values.sort_by(f64::total_cmp);
+                    values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0)
+                };
+                let draws: Vec<f64> = frames.iter().map(|(_, took)| *took).collect();
+                let seconds = (precise_now() - started) / 1000.0;
+                let shown: usize = board.series.with_value(|all| all.values().map(|s| s.points().len()).sum());
+                let report = serde_json::json!({
+                    "series": board.selected.with_untracked(Vec::len),
+                    "points": shown,
+                    "seconds": seconds.round(),
+                    "frames": frames.len(),
+                    "fps": frames.len() as f64 / seconds.max(0.001),
+                    "draw_ms_p50": quantile(draws.clone(), 0.5),
+                    "draw_ms_p95": quantile(draws.clone(), 0.95),
+                    "draw_ms_max": quantile(draws, 1.0),
+                });
+                if let Ok(value) = js_sys::JSON::parse(&report.to_string()) {
+                    let _ = js_sys::Reflect::set(&window(), &wasm_bindgen::JsValue::from_str("__chart_bench"), &value);
+                }
+            },
+            std::time::Duration::from_secs(1),
+        );
+    }
+}
