@@ -275,11 +275,11 @@ fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprite
     ctx.set_font("12px system-ui, sans-serif");
     ctx.set_text_baseline("middle");
     ctx.set_fill_style_str("#1d232b");
-    let batches: [(&dyn Fn(&Dot) -> bool, f64); 3] =
-        [(&|d: &Dot| !d.mine && d.stale, 0.35), (&|d: &Dot| !d.mine && !d.stale, 1.0), (&|d: &Dot| d.mine, 1.0)];
-    for (belongs, alpha) in batches {
-        ctx.set_global_alpha(alpha);
-        for (dot, (x, y)) in visible.iter().filter(|(d, _)| belongs(d)) {
+    // Stale ones first, then fresh ones, then mine, so that mine is on top.
+    let layer = |d: &Dot| if d.mine { 2 } else { u8::from(!d.stale) };
+    for pass in 0..3u8 {
+        ctx.set_global_alpha(if pass == 0 { 0.35 } else { 1.0 });
+        for (dot, (x, y)) in visible.iter().filter(|(d, _)| layer(d) == pass) {
             let mine = usize::from(dot.mine);
             let half = RADIUS[mine] + 2.0;
             // Whole pixels: stamping at fractional positions would resample the sprite.

@@ -413,15 +413,10 @@ fn Controls(board: Board) -> impl IntoView {
         ev.prevent_default();
         let parse = |s: String| {
             #[cfg(feature = "hydrate")]
-            {
-                let ms = js_sys::Date::parse(&s);
-                return (!ms.is_nan()).then_some(ms as i64);
-            }
+            let ms = js_sys::Date::parse(&s);
             #[cfg(not(feature = "hydrate"))]
-            {
-                let _ = s;
-                None::<i64>
-            }
+            let ms = s.parse::<f64>().unwrap_or(f64::NAN);
+            (!ms.is_nan()).then_some(ms as i64)
         };
         match (parse(custom_from.get_untracked()), parse(custom_to.get_untracked())) {
             (Some(from), Some(to)) if from < to => {
