@@ -275,11 +275,36 @@ fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprite
     ctx.set_font("12px system-ui, sans-serif");
     ctx.set_text_baseline("middle");
     ctx.set_fill_style_str("#1d232b");
+    // Names go where they do not cover another name; mine first, so it always shows.
+    let mut placed: Vec<(f64, f64, f64, f64)> = Vec::new();
+    let mut label_at = |dot: &Dot, x: f64, y: f64| -> Option<(f64, f64)> {
+        let radius = RADIUS[usize::from(dot.mine)];
+        let width = ctx.measure_text(dot.name).map_or(60.0, |m| m.width());
+        let (left, top) = (x + radius + 4.0, y - 8.0);
+        let free =
+            placed.iter().all(|(l, t, w, h)| left + width < *l || *l + w < left || top + 16.0 < *t || *t + h < top);
+        free.then(|| {
+            placed.push((left, top, width, 16.0));
+            (left, y)
+        })
+    };
+    let mut labels_at: Vec<Option<(f64, f64)>> = vec![None; visible.len()];
+    if labels {
+        let order =
+            (0..visible.len()).filter(|i| visible[*i].0.mine).chain((0..visible.len()).filter(|i| !visible[*i].0.mine));
+        for i in order.collect::<Vec<_>>() {
+            let (dot, (x, y)) = visible[i];
+            labels_at[i] = label_at(dot, x, y);
+        }
+    } else if let Some(i) = visible.iter().position(|(d, _)| d.mine) {
+        let (dot, (x, y)) = visible[i];
+        labels_at[i] = label_at(dot, x, y);
+    }
     // Stale ones first, then fresh ones, then mine, so that mine is on top.
     let layer = |d: &Dot| if d.mine { 2 } else { u8::from(!d.stale) };
     for pass in 0..3u8 {
         ctx.set_global_alpha(if pass == 0 { 0.35 } else { 1.0 });
-        for (dot, (x, y)) in visible.iter().filter(|(d, _)| layer(d) == pass) {
+        for (i, (dot, (x, y))) in visible.iter().enumerate().filter(|(_, (d, _))| layer(d) == pass) {
             let mine = usize::from(dot.mine);
             let half = RADIUS[mine] + 2.0;
             // Whole pixels: stamping at fractional positions would resample the sprite.
@@ -291,8 +316,8 @@ fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprite
                 half * 2.0,
                 half * 2.0,
             );
-            if labels || dot.mine {
-                let _ = ctx.fill_text(dot.name, x + RADIUS[mine] + 4.0, *y);
+            if let Some((lx, ly)) = labels_at[i] {
+                let _ = ctx.fill_text(dot.name, lx, ly);
             }
         }
     }

@@ -63,6 +63,22 @@ impl View {
         self.center = self.to_position(self.width / 2.0 - dx, self.height / 2.0 - dy);
     }
 
+    /// Centre and zoom so that every position (longitude, latitude) is on the canvas, at
+    /// least `padding` pixels from its edges, zooming in no further than `max_zoom`.
+    pub fn fit(&mut self, positions: &[(f64, f64)], padding: f64, max_zoom: f64) {
+        let Some(first) = positions.first() else { return };
+        let start = project(first.0, first.1, 0.0);
+        let (mut x0, mut y0, mut x1, mut y1) = (start.0, start.1, start.0, start.1);
+        for (lon, lat) in positions {
+            let (x, y) = project(*lon, *lat, 0.0);
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+        let room = ((self.width - 2.0 * padding).max(1.0), (self.height - 2.0 * padding).max(1.0));
+        let scale = (room.0 / (x1 - x0).max(1e-9)).min(room.1 / (y1 - y0).max(1e-9));
+        self.zoom = scale.log2().clamp(MIN_ZOOM, max_zoom.min(MAX_ZOOM));
+        self.center = unproject((x0 + x1) / 2.0, (y0 + y1) / 2.0, 0.0);
+    }
+
     /// Zoom by `delta` levels keeping the position under (sx, sy) where it is.
     pub fn zoom_at(&mut self, delta: f64, sx: f64, sy: f64) {
         let anchor = self.to_position(sx, sy);
@@ -187,5 +203,21 @@ mod tests {
         view.pinch([(350.0, 300.0), (450.0, 300.0)], [(350.0, 300.0), (550.0, 300.0)]);
         assert!((view.zoom - 4.0).abs() < 1e-9);
         assert!(close(view.to_position(450.0, 300.0), under));
+    }
+
+    #[test]
+    fn fitting_shows_everyone() {
+        let mut view = View { center: (0.0, 0.0), zoom: 0.0, width: 800.0, height: 600.0 };
+        let people = [(4.89, 52.37), (4.90, 52.38), (4.88, 52.36)];
+        view.fit(&people, 40.0, 18.0);
+        assert!(view.zoom > 10.0, "zoomed in on a city: {}", view.zoom);
+        for (lon, lat) in people {
+            let (x, y) = view.to_screen(lon, lat);
+            assert!((39.0..=761.0).contains(&x) && (39.0..=561.0).contains(&y), "{x} {y}");
+        }
+        // One person: as close as allowed.
+        view.fit(&people[..1], 40.0, 15.0);
+        assert_eq!(view.zoom, 15.0);
+        assert!(close(view.to_position(400.0, 300.0), people[0]));
     }
 }

@@ -250,6 +250,18 @@ fn MapView(
     let dragging_me = StoredValue::new(false);
     let drag_sent_at = StoredValue::new(0.0f64);
     let tile_url = tiles.as_ref().map(|t| t.url.clone());
+    // Until someone moves the map, it frames everyone as they first appear.
+    let touched = StoredValue::new(false);
+    let framed = StoredValue::new(false);
+    // The built-in outlines are coarse (1:110m): closer than country level they mislead.
+    let closest = if tile_url.is_some() { 15.0 } else { 5.0 };
+    let frame_everyone = move || {
+        let spots: Vec<(f64, f64)> = positions.with_value(|p| p.values().map(|p| (p.longitude, p.latitude)).collect());
+        if !spots.is_empty() {
+            view_state.update_untracked(|v| v.fit(&spots, 60.0, closest));
+            framed.set_value(true);
+        }
+    };
 
     let refresh_listing = move |now: f64| {
         let mut list: Vec<Located> = positions.with_value(|p| p.values().cloned().collect());
@@ -340,6 +352,9 @@ fn MapView(
                         v.width = width;
                         v.height = height;
                     });
+                    if !framed.get_value() && !touched.get_value() && bench.is_none() {
+                        frame_everyone();
+                    }
                     let me = client::my_name();
                     let mut moving = false;
                     positions.with_value(|people| {
@@ -531,6 +546,7 @@ fn MapView(
         }
     };
     let on_pointerdown = move |ev: leptos::ev::PointerEvent| {
+        touched.set_value(true);
         let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
         if let Some(el) = canvas.get_untracked() {
             let _ = el.set_pointer_capture(ev.pointer_id());
@@ -591,6 +607,7 @@ fn MapView(
         let draw = draw.clone();
         move |ev: leptos::ev::WheelEvent| {
             ev.prevent_default();
+            touched.set_value(true);
             let delta = (-ev.delta_y() / 400.0).clamp(-1.0, 1.0);
             view_state.update_untracked(|v| v.zoom_at(delta, f64::from(ev.offset_x()), f64::from(ev.offset_y())));
             draw();
@@ -599,6 +616,7 @@ fn MapView(
     let zoom_by = {
         let draw = draw.clone();
         move |delta: f64| {
+            touched.set_value(true);
             view_state.update_untracked(|v| {
                 let (w, h) = (v.width, v.height);
                 v.zoom_at(delta, w / 2.0, h / 2.0);
@@ -610,7 +628,18 @@ fn MapView(
         let zoom_by = zoom_by.clone();
         move |_| zoom_by(1.0)
     };
-    let zoom_out = move |_| zoom_by(-1.0);
+    let zoom_out = {
+        let zoom_by = zoom_by.clone();
+        move |_| zoom_by(-1.0)
+    };
+    let show_everyone = {
+        let draw = draw.clone();
+        move |_| {
+            touched.set_value(true);
+            frame_everyone();
+            draw();
+        }
+    };
 
     // Placing by hand takes over from the device's position.
     let place_by_hand = {
@@ -683,6 +712,7 @@ fn MapView(
                     <div class="map-zoom">
                         <button on:click=zoom_in aria-label="Zoom in">"+"</button>
                         <button on:click=zoom_out aria-label="Zoom out">"−"</button>
+                        <button on:click=show_everyone aria-label="Show everyone" title="Show everyone">"⤢"</button>
                     </div>
                 </div>
                 <ul class="map-people" data-testid="map-people" aria-label="People on the map">

@@ -524,12 +524,14 @@ fn Chart(board: Board, ids: Signal<Vec<i64>>) -> impl IntoView {
                                 if let Some(figure) = stats(points) {
                                     figures.push((s.info.id, figure));
                                 }
+                                // Thresholds in other units would only squash the scale.
+                                let own_scale = sensors.iter().all(|other| other.info.unit == s.info.unit);
                                 client::chart_canvas::Line {
                                     colour,
                                     unit: &s.info.unit,
                                     points,
-                                    low: s.info.alert_low,
-                                    high: s.info.alert_high,
+                                    low: s.info.alert_low.filter(|_| own_scale),
+                                    high: s.info.alert_high.filter(|_| own_scale),
                                 }
                             })
                             .collect();
