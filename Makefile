@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map clean wasm-size
+.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map bench-ingest clean wasm-size
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -100,6 +100,11 @@ test:
 ## Map frame time with 1,000 moving markers, against a baseline without markers.
 bench-map: build e2e-deps
 	./tools/map-bench.sh
+
+## Sensor readings ingested and made durable per second over HTTP, for a few batch sizes and
+## connection counts, as ratios to one reading per request on one connection (docs/benchmarks.md).
+bench-ingest: $(SERVER)
+	./tools/ingest-bench.sh $(ARGS)
 
 clean:
 	$(CARGO) clean
