@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map bench-chart clean wasm-size
+.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map bench-chart bench-ingest clean wasm-size
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -104,6 +104,11 @@ bench-map: build e2e-deps
 ## Chart frame time: 10 sensors of 10,000 readings streaming at 10 Hz, against 1 of 1,000.
 bench-chart: build e2e-deps
 	./tools/page-bench.sh chart.js "$${SECONDS_PER_RUN:-10}"
+
+## Sensor readings ingested and made durable per second over HTTP, for a few batch sizes and
+## connection counts, as ratios to one reading per request on one connection (docs/benchmarks.md).
+bench-ingest: $(SERVER)
+	./tools/ingest-bench.sh $(ARGS)
 
 clean:
 	$(CARGO) clean

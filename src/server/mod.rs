@@ -6,6 +6,7 @@ pub mod chat;
 pub mod config;
 pub mod gateway;
 pub mod hub;
+pub mod ingest_bench;
 pub mod location;
 pub mod presence;
 pub mod seed;

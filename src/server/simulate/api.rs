@@ -1,6 +1,7 @@
 //! The simulator's side of the server's HTTP API: server functions (form-encoded, answered
 //! with JSON or a JSON `AppError`) and `POST /api/sensors/{id}/readings`, over one HTTP/1.1
-//! connection kept alive and reopened when the server closes it.
+//! connection kept alive and reopened when the server closes it. `switchboard bench-ingest`
+//! uses it too, one client per connection.
 
 use std::time::Duration;
 
@@ -89,7 +90,7 @@ impl Api {
         path: &str,
         content_type: &str,
         credential: Credential<'_>,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<Answer, SimulateError> {
         let mut request = Request::builder()
             .method(method)
@@ -104,7 +105,7 @@ impl Api {
             }
             Credential::Token(token) => request = request.header(header::AUTHORIZATION, format!("Bearer {token}")),
         }
-        let request = request.body(Full::new(Bytes::from(body)))?;
+        let request = request.body(Full::new(body))?;
         let exchange = async {
             let response = self.connection().await?.send_request(request).await?;
             let (parts, body) = response.into_parts();
@@ -133,7 +134,7 @@ impl Api {
         credential: Credential<'_>,
     ) -> Result<Answer, SimulateError> {
         let path = format!("/api/{endpoint}");
-        let body = form_encode(form).into_bytes();
+        let body = Bytes::from(form_encode(form));
         let answer = self.request(Method::POST, &path, "application/x-www-form-urlencoded", credential, body).await?;
         if answer.status.is_success() {
             return Ok(answer);
@@ -167,9 +168,15 @@ impl Api {
         token: &str,
         readings: &[NewReading],
     ) -> Result<u64, SimulateError> {
+        let body = serde_json::to_vec(readings)
+            .map_err(|source| SimulateError::Decode { what: format!("/api/sensors/{sensor}/readings"), source })?;
+        self.post_readings_body(sensor, token, Bytes::from(body)).await
+    }
+
+    /// Post a JSON body of readings as it is (the benchmark builds it once and sends it again
+    /// and again); how many were stored.
+    pub async fn post_readings_body(&mut self, sensor: i64, token: &str, body: Bytes) -> Result<u64, SimulateError> {
         let path = format!("/api/sensors/{sensor}/readings");
-        let body =
-            serde_json::to_vec(readings).map_err(|source| SimulateError::Decode { what: path.clone(), source })?;
         let answer = self.request(Method::POST, &path, "application/json", Credential::Token(token), body).await?;
         let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
         if answer.status.is_success() {

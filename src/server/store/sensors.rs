@@ -88,6 +88,35 @@ fn row_to_sensor(r: &sqlx::sqlite::SqliteRow) -> Result<Sensor, sqlx::Error> {
 
 pub const MINUTE_MS: i64 = 60_000;
 
+/// Rows per multi-row `INSERT` of readings, largest first. Every statement round trip to
+/// SQLite's connection thread costs about as much as the row itself, so rows go in chunks;
+/// the sizes are powers of two so that a few statements, each prepared once per connection
+/// and cached, cover any count (256 rows are 768 parameters, under SQLite's limit).
+const INSERT_CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
+
+/// One row's `INSERT`, also the fallback of [`insert_chunk`].
+const INSERT_ONE: &str = "INSERT INTO sensor_readings (sensor_id, ts, value) VALUES (?, ?, ?)";
+
+/// The largest chunk of [`INSERT_CHUNKS`] that fits in `remaining` rows (at least 1), with
+/// its statement; the statements' texts are built once.
+fn insert_chunk(remaining: usize) -> (usize, &'static str) {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = SQL.get_or_init(|| {
+        INSERT_CHUNKS
+            .iter()
+            .map(|&size| {
+                let values = vec!["(?, ?, ?)"; size].join(", ");
+                format!("INSERT INTO sensor_readings (sensor_id, ts, value) VALUES {values}")
+            })
+            .collect()
+    });
+    INSERT_CHUNKS
+        .into_iter()
+        .zip(texts)
+        .find(|&(size, _)| size <= remaining)
+        .map_or((1, INSERT_ONE), |(size, sql)| (size, sql.as_str()))
+}
+
 impl Store {
     /// Create a sensor. Fails with `NameTaken` when another sensor has the name (in any case).
     pub async fn create_sensor(&self, new: &NewSensor<'_>) -> Result<Sensor, StoreError> {
@@ -198,12 +227,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Store batches of readings in one transaction. Batches of sensors deleted meanwhile are
-    /// skipped; the answer says, per batch, whether it was stored.
+    /// Store batches of readings in one transaction, in order, with multi-row inserts. Batches
+    /// of sensors deleted meanwhile are skipped; the answer says, per batch, whether it was
+    /// stored.
     pub async fn append_readings(&self, batches: &[ReadingBatch]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut stored = Vec::with_capacity(batches.len());
         let mut known: Vec<(i64, bool)> = Vec::new();
+        let mut rows: Vec<(i64, &Reading)> = Vec::with_capacity(batches.iter().map(|b| b.readings.len()).sum());
         for batch in batches {
             let exists = match known.iter().find(|(id, _)| *id == batch.sensor_id) {
                 Some(&(_, exists)) => exists,
@@ -218,16 +249,20 @@ impl Store {
                 }
             };
             if exists {
-                for reading in &batch.readings {
-                    sqlx::query("INSERT INTO sensor_readings (sensor_id, ts, value) VALUES (?, ?, ?)")
-                        .bind(batch.sensor_id)
-                        .bind(reading.ts)
-                        .bind(reading.value)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                rows.extend(batch.readings.iter().map(|reading| (batch.sensor_id, reading)));
             }
             stored.push(exists);
+        }
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let (size, sql) = insert_chunk(rest.len());
+            let (chunk, tail) = rest.split_at(size);
+            let mut insert = sqlx::query(sql);
+            for &(sensor_id, reading) in chunk {
+                insert = insert.bind(sensor_id).bind(reading.ts).bind(reading.value);
+            }
+            insert.execute(&mut *tx).await?;
+            rest = tail;
         }
         tx.commit().await?;
         Ok(stored)
@@ -418,5 +453,53 @@ impl Store {
         let deleted = sqlx::query("DELETE FROM sensor_readings WHERE ts < ?").bind(cutoff).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Compacted { readings: deleted.rows_affected(), minutes: merged.rows_affected() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_are_inserted_in_a_few_chunks_of_cached_sizes() {
+        let mut left = 1000;
+        let mut sizes = Vec::new();
+        while left > 0 {
+            let (size, sql) = insert_chunk(left);
+            assert_eq!(sql.matches('?').count(), 3 * size);
+            sizes.push(size);
+            left -= size;
+        }
+        assert_eq!(sizes, [256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(insert_chunk(1), (1, INSERT_ONE));
+    }
+
+    #[tokio::test]
+    async fn chunked_appends_keep_every_reading_in_order_and_skip_unknown_sensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}/test.db", dir.path().display())).await.unwrap();
+        let new = NewSensor {
+            owner_id: None,
+            name: "chunks",
+            unit: "",
+            range_min: None,
+            range_max: None,
+            alert_low: None,
+            alert_high: None,
+            token_hash: "h",
+        };
+        let sensor = store.create_sensor(&new).await.unwrap().info.id;
+        let readings = |from: i64, count: i64| -> Vec<Reading> {
+            (from..from + count).map(|i| Reading { ts: 1_764_000_000_000 + i, value: i as f64 / 3.0 }).collect()
+        };
+        let batches = [
+            ReadingBatch { sensor_id: sensor, readings: readings(0, 300) },
+            ReadingBatch { sensor_id: sensor + 1, readings: readings(300, 2) },
+            ReadingBatch { sensor_id: sensor, readings: readings(302, 5) },
+        ];
+        assert_eq!(store.append_readings(&batches).await.unwrap(), [true, false, true]);
+        let stored = store.raw_readings(sensor, 0, i64::MAX, 1000).await.unwrap();
+        let expected: Vec<Reading> = readings(0, 300).into_iter().chain(readings(302, 5)).collect();
+        assert_eq!(stored, expected);
     }
 }
