@@ -47,6 +47,8 @@ struct Cache {
     drawn: Option<(View, f64, u64)>,
     generation: u64,
     tiles: HashMap<(u32, u32, u32), HtmlImageElement>,
+    /// Names' widths in the label font: measuring text every frame is not free.
+    widths: HashMap<String, f64>,
     /// Marker sprites (someone else's, mine) for a pixel ratio.
     sprites: Option<(f64, [HtmlCanvasElement; 2])>,
 }
@@ -249,6 +251,20 @@ fn draw_tiles(
     }
 }
 
+fn text_width(ctx: &CanvasRenderingContext2d, text: &str) -> f64 {
+    CACHE.with_borrow_mut(|cache| {
+        if let Some(width) = cache.widths.get(text) {
+            return *width;
+        }
+        if cache.widths.len() > 5_000 {
+            cache.widths.clear();
+        }
+        let width = ctx.measure_text(text).map_or(60.0, |m| m.width());
+        cache.widths.insert(text.to_owned(), width);
+        width
+    })
+}
+
 /// Trails, then markers: stale ones, fresh ones, mine on top, each stamped from its sprite.
 fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprites: &[HtmlCanvasElement; 2]) {
     let on_canvas = |(x, y): (f64, f64)| x > -50.0 && y > -50.0 && x < view.width + 50.0 && y < view.height + 50.0;
@@ -279,7 +295,7 @@ fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprite
     let mut placed: Vec<(f64, f64, f64, f64)> = Vec::new();
     let mut label_at = |dot: &Dot, x: f64, y: f64| -> Option<(f64, f64)> {
         let radius = RADIUS[usize::from(dot.mine)];
-        let width = ctx.measure_text(dot.name).map_or(60.0, |m| m.width());
+        let width = text_width(ctx, dot.name);
         let (left, top) = (x + radius + 4.0, y - 8.0);
         let free =
             placed.iter().all(|(l, t, w, h)| left + width < *l || *l + w < left || top + 16.0 < *t || *t + h < top);
