@@ -548,3 +548,28 @@ async fn concurrent_posts_are_all_stored_and_survive_a_restart() {
     let server = server.restart().await;
     assert_eq!(csv(&server, id, &alice, "").await.len(), 41, "every acknowledged reading was kept");
 }
+
+#[tokio::test]
+async fn each_sensor_is_rate_limited_with_429_and_nothing_stored_past_the_limit() {
+    let server = TestServer::start_with(|c| {
+        c.sensor_request_rate = 0.0;
+        c.sensor_request_burst = 2.0;
+    })
+    .await;
+    let alice = server.sign_up("alice").await;
+    let (hall, token) = create_sensor(&server, &alice, "name=Hall").await;
+    let (porch, porch_token) = create_sensor(&server, &alice, "name=Porch").await;
+    for value in [1, 2] {
+        assert_eq!(post(&server, hall, Some(&token), &format!(r#"{{"value": {value}}}"#)).await.status, 200);
+    }
+    let refused = post(&server, hall, Some(&token), r#"{"value": 3}"#).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(error_code(&refused), "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // Another sensor has its own allowance.
+    assert_eq!(post(&server, porch, Some(&porch_token), r#"{"value": 9}"#).await.status, 200);
+    // The refused reading was not stored.
+    let lines = csv(&server, hall, &alice, "").await;
+    let values: Vec<&str> = lines[1..].iter().filter_map(|l| l.split(',').nth(1)).collect();
+    assert_eq!(values, ["1", "2"]);
+}

@@ -29,7 +29,8 @@ if [ -z "${NO_PIN:-}" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]
   pin_server=(taskset -c 0) pin_load=(taskset -c 1) pinning="server on CPU 0, load on CPU 1"
 fi
 
-"${pin_server[@]}" "$bin" --addr "127.0.0.1:$port" --database-url "sqlite://$dir/bench.db" >"$dir/server.log" 2>&1 &
+"${pin_server[@]}" "$bin" --addr "127.0.0.1:$port" --database-url "sqlite://$dir/bench.db" \
+  --sensor-request-rate 1e9 --sensor-request-burst 1e9 >"$dir/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf "$url/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "$url/healthz" >/dev/null || { echo "the server did not start:" >&2; cat "$dir/server.log" >&2; exit 1; }

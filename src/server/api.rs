@@ -57,6 +57,11 @@ fn sensor_error(failure: SensorError) -> Response {
         SensorError::BadReading(bad) => error(StatusCode::BAD_REQUEST, bad.code, bad.message, bad.index),
         SensorError::Invalid(message) => error(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, message, None),
         SensorError::Forbidden(message) => error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message, None),
+        SensorError::RateLimited => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, failure.to_string(), None);
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
         SensorError::ShuttingDown => error(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal,

@@ -301,6 +301,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SENSOR_BODY_MAX_BYTES", default_value_t = 1024 * 1024)]
     pub sensor_body_max_bytes: usize,
 
+    /// Requests (each one reading or a batch) per second each sensor may post, on average,
+    /// from any source; more get HTTP 429 or `rate_limited`, and nothing is stored.
+    #[arg(long, env = "SWITCHBOARD_SENSOR_REQUEST_RATE", default_value_t = 20.0)]
+    pub sensor_request_rate: f64,
+
+    /// Requests each sensor may post at once before the rate applies.
+    #[arg(long, env = "SWITCHBOARD_SENSOR_REQUEST_BURST", default_value_t = 100.0)]
+    pub sensor_request_burst: f64,
+
     /// Origins allowed to open WebSockets besides the server's own (comma-separated, e.g.
     /// `https://chat.example.org`). Requests without an Origin header (devices, scripts) are allowed.
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -342,6 +351,8 @@ impl Config {
             batch_max: self.sensor_batch_max.max(1),
             raw_retention: Duration::from_secs(self.sensor_raw_retention_secs),
             body_max_bytes: self.sensor_body_max_bytes.max(1),
+            request_rate: self.sensor_request_rate,
+            request_burst: self.sensor_request_burst,
         }
     }
 
@@ -368,6 +379,8 @@ impl Config {
             sensor_raw_retention_secs: 24 * 60 * 60,
             sensor_batch_max: 1000,
             sensor_body_max_bytes: 1024 * 1024,
+            sensor_request_rate: 1e9,
+            sensor_request_burst: 1e9,
         }
     }
 }

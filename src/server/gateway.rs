@@ -642,6 +642,7 @@ impl Connection {
                     return Some(serde_json::to_string(&ack).unwrap_or_default());
                 }
                 Err(SensorError::UnknownSensor(_)) => (ErrorCode::UnknownSensor, "the sensor was deleted".to_owned()),
+                Err(error @ SensorError::RateLimited) => (ErrorCode::RateLimited, error.to_string()),
                 Err(error) => {
                     tracing::warn!(%error, "storing readings failed");
                     (ErrorCode::Internal, "the readings could not be stored; retry".to_owned())

@@ -7,6 +7,7 @@ pub mod config;
 pub mod gateway;
 pub mod hub;
 pub mod ingest_bench;
+pub mod limit;
 pub mod location;
 pub mod presence;
 pub mod seed;

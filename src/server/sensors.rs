@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{hash_secret, new_secret, Identity};
 use super::chat::encode;
 use super::hub::{Event, Hub};
+use super::limit::RateLimiter;
 use super::store::{now_ms, Compacted, NewSensor, ReadingBatch, Sensor, Store, StoreError, User, MINUTE_MS};
 use crate::protocol::{sensor_topic, ErrorCode, HistoryPoint, NewReading, Reading, SensorInfo, ServerFrame};
 
@@ -62,6 +63,8 @@ pub enum SensorError {
     WriteFailed(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("this sensor posts too often; slow down")]
+    RateLimited,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -104,6 +107,9 @@ pub struct SensorLimits {
     pub raw_retention: Duration,
     /// The largest HTTP request body, in bytes.
     pub body_max_bytes: usize,
+    /// Requests per second each sensor may post (token bucket), and its burst.
+    pub request_rate: f64,
+    pub request_burst: f64,
 }
 
 /// Read one reading object (`{"value": .., "ts": ..}`), strictly: `value` a JSON number,
@@ -281,6 +287,7 @@ pub struct Sensors {
     store: Store,
     limits: SensorLimits,
     writer: mpsc::Sender<WriteRequest>,
+    limiter: RateLimiter,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stop_writer: CancellationToken,
     stop_compactor: CancellationToken,
@@ -296,6 +303,7 @@ impl Sensors {
         let sensors = Arc::new(Sensors {
             store,
             limits,
+            limiter: RateLimiter::new(limits.request_rate, limits.request_burst),
             writer: tx,
             tasks: Mutex::new(vec![writer]),
             stop_writer,
@@ -447,7 +455,11 @@ impl Sensors {
 
     /// Store checked readings, publish them, and resolve once they are durable with how many
     /// were stored.
+    /// Each sensor posts at most `request_rate` requests a second, from every source together.
     pub async fn write(&self, sensor_id: i64, readings: Vec<Reading>, origin: Origin) -> Result<usize, SensorError> {
+        if !self.limiter.allow(&sensor_id.to_string()) {
+            return Err(SensorError::RateLimited);
+        }
         let (reply, answer) = oneshot::channel();
         let request = WriteRequest { batch: ReadingBatch { sensor_id, readings }, origin, reply };
         self.writer.send(request).await.map_err(|_| SensorError::ShuttingDown)?;
