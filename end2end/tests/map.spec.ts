@@ -77,6 +77,17 @@ test("the basemap is drawn from the app's own files, and leaving the page stops 
   expect(external).toEqual([]);
 });
 
+/** An attribute's value once it has stayed the same for a second. */
+async function settled(locator: any, name: string) {
+  let last = await locator.getAttribute(name);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const now = await locator.getAttribute(name);
+    if (now === last) return now;
+    last = now;
+  }
+}
+
 /** The centre of the map canvas in page coordinates. */
 async function canvasCentre(page: any) {
   const box = await page.locator("canvas.map-canvas").boundingBox();
@@ -112,8 +123,9 @@ test("without GPS I place my marker by hand and drag it; B sees it move; two fin
   await expect.poll(async () => Number(await seen.getAttribute("data-lon"))).toBeGreaterThan(placedLon + 5);
   expect(Math.abs(Number(await seen.getAttribute("data-lat")) - placedLat)).toBeLessThan(0.5);
 
-  // Dragging elsewhere pans the map and leaves the marker where it is.
-  const lonAfterDrag = await seen.getAttribute("data-lon");
+  // Dragging elsewhere pans the map and leaves the marker where it is (once the drag's last
+  // position has arrived: positions sent while dragging may still be on their way).
+  const lonAfterDrag = await settled(seen, "data-lon");
   await aPage.mouse.move(centre.x - 200, centre.y + 100);
   await aPage.mouse.down();
   await aPage.mouse.move(centre.x - 50, centre.y + 150, { steps: 8 });
