@@ -65,16 +65,20 @@ impl Target {
             conn.flush().await?;
         }
         let mut opened = false;
+        let mask = conn.mask();
         loop {
             let mut joined = false;
             let mut send_connect = false;
             let state = conn
-                .read(&scratch, || 0, |payload, _, _| match self {
+                .read(&scratch, || 0, |payload, _, out| match self {
                     Target::Socketio if payload.first() == Some(&b'0') && !opened => {
                         opened = true;
                         send_connect = true;
                     }
-                    Target::Socketio => joined |= payload.starts_with(ready),
+                    Target::Socketio => {
+                        self.keep_alive(payload, out, mask);
+                        joined |= payload.starts_with(ready);
+                    }
                     _ => joined |= memchr::memmem::find(payload, ready).is_some(),
                 })
                 .await?;

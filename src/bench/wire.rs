@@ -203,6 +203,10 @@ impl Conn {
             if let Some(code) = self.closed {
                 return Ok(Read::Closed(code));
             }
+            // What was handed over may need an answer before the server sends more.
+            if used > 0 {
+                return Ok(Read::Open);
+            }
         }
         loop {
             self.stream.readable().await?;
