@@ -303,8 +303,10 @@ impl PhaseResult {
         }
         self.expected.saturating_sub(self.received) as f64 / self.expected as f64
     }
+    /// None when nothing was delivered: then there is no cost per delivery to speak of.
     fn server_us_per_delivery(&self) -> Option<f64> {
-        self.server_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / self.received.max(1) as f64)
+        let received = (self.received > 0).then_some(self.received as f64)?;
+        self.server_cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / received)
     }
     fn server_cores(&self) -> Option<f64> {
         self.server_cpu.map(|cpu| cpu.as_secs_f64() / self.wall.as_secs_f64())
@@ -324,9 +326,9 @@ impl PhaseResult {
             "received": self.received,
             "duplicates": self.duplicates,
             "loss": self.loss(),
-            "p50_ms": self.p50_ms,
-            "p99_ms": self.p99_ms,
-            "max_ms": self.max_ms,
+            "p50_ms": (self.received > 0).then_some(self.p50_ms),
+            "p99_ms": (self.received > 0).then_some(self.p99_ms),
+            "max_ms": (self.received > 0).then_some(self.max_ms),
             "server_us_per_delivery": self.server_us_per_delivery(),
             "server_cores": self.server_cores(),
             "generator_us_per_delivery": self.generator_us_per_delivery(),
@@ -464,7 +466,15 @@ impl Bench {
         Ok(())
     }
 
-    async fn fanout(&self, n: usize, senders: usize, rate: f64, seconds: f64, warmup: f64, stalled: usize) -> Result<(), String> {
+    async fn fanout(
+        &self,
+        n: usize,
+        senders: usize,
+        rate: f64,
+        seconds: f64,
+        warmup: f64,
+        stalled: usize,
+    ) -> Result<(), String> {
         self.open(0, n, |i| if i < senders { Role::Sender(i as u16) } else { Role::Reader }).await;
         self.need_joined(n)?;
         let rss0 = self.server_rss();
@@ -499,7 +509,16 @@ impl Bench {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn ramp(&self, n: usize, senders: usize, start: f64, factor: f64, step: f64, p99_ms: f64, max_steps: u32) -> Result<(), String> {
+    async fn ramp(
+        &self,
+        n: usize,
+        senders: usize,
+        start: f64,
+        factor: f64,
+        step: f64,
+        p99_ms: f64,
+        max_steps: u32,
+    ) -> Result<(), String> {
         self.open(0, n, |i| if i < senders { Role::Sender(i as u16) } else { Role::Reader }).await;
         self.need_joined(n)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -642,7 +661,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         0 => (connections / 20_000 + 1).min(250) as u8,
         n => n,
     };
-    let run = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u32)
+    let run = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()
+        as u32)
         ^ std::process::id();
     let shared = Rc::new(Shared {
         target: cli.target,

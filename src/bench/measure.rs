@@ -53,7 +53,7 @@ fn parse_hex(bytes: &[u8]) -> Option<u64> {
 /// The first marker in a frame, if it carries one.
 pub fn find_marker(frame: &[u8]) -> Option<Marker> {
     for at in memchr::memchr_iter(b'#', frame) {
-        let Some(m) = frame.get(at..at + MARKER_LEN) else { return None };
+        let m = frame.get(at..at + MARKER_LEN)?;
         if m[1] != b'b' {
             continue;
         }

@@ -70,17 +70,21 @@ impl Target {
             let mut joined = false;
             let mut send_connect = false;
             let state = conn
-                .read(&scratch, || 0, |payload, _, out| match self {
-                    Target::Socketio if payload.first() == Some(&b'0') && !opened => {
-                        opened = true;
-                        send_connect = true;
-                    }
-                    Target::Socketio => {
-                        self.keep_alive(payload, out, mask);
-                        joined |= payload.starts_with(ready);
-                    }
-                    _ => joined |= memchr::memmem::find(payload, ready).is_some(),
-                })
+                .read(
+                    &scratch,
+                    || 0,
+                    |payload, _, out| match self {
+                        Target::Socketio if payload.first() == Some(&b'0') && !opened => {
+                            opened = true;
+                            send_connect = true;
+                        }
+                        Target::Socketio => {
+                            self.keep_alive(payload, out, mask);
+                            joined |= payload.starts_with(ready);
+                        }
+                        _ => joined |= memchr::memmem::find(payload, ready).is_some(),
+                    },
+                )
                 .await?;
             if send_connect {
                 conn.queue_text(b"40");

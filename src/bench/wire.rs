@@ -248,7 +248,8 @@ impl Conn {
                 OP_TEXT | OP_BINARY | OP_CONTINUATION => on_data(frame.payload, now, &mut self.out),
                 OP_PING => encode_frame(&mut self.out, OP_PONG, frame.payload, self.mask),
                 OP_CLOSE => {
-                    let code = (frame.payload.len() >= 2).then(|| u16::from_be_bytes([frame.payload[0], frame.payload[1]]));
+                    let code =
+                        (frame.payload.len() >= 2).then(|| u16::from_be_bytes([frame.payload[0], frame.payload[1]]));
                     self.closed = Some(code);
                     return Ok(at);
                 }
