@@ -261,7 +261,8 @@ mod tests {
         let expected = 4 * 2;
         assert_eq!(expected - tally.received, 2);
         assert_eq!(tally.latency.max(), 700);
-        assert_eq!(tally.latency.quantile(0.5), 200);
+        // The median (200 ns) to within its bucket of the histogram.
+        assert!((200..=202).contains(&tally.latency.quantile(0.5)), "{}", tally.latency.quantile(0.5));
         // A new phase starts every subscriber's sequence over.
         tally.next_phase(2);
         a.deliver(Marker { phase: 2, sender: 0, seq: 0, sent_ns: 0 }, 10, &mut tally);
