@@ -21,7 +21,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench-map bench-chart bench-ingest clean wasm-size
+.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-map bench-chart bench-ingest clean wasm-size
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -96,6 +96,17 @@ test:
 	$(MAKE) rust-test
 	$(MAKE) e2e
 	@python3 tools/summary.py target/rust-test.log target/e2e.log
+
+BENCH := target/release/switchboard-bench
+
+$(BENCH): $(SOURCES)
+	$(CARGO) build --release --bin switchboard-bench --no-default-features --features ssr
+
+## Switchboard against the Django Channels and Socket.IO baselines: fan-out, ramp, idle memory,
+## broadcast, connect rate; one table with ratios (docs/benchmarks.md). Settings via environment,
+## e.g. `make bench DURATION=20 CONNECTIONS=19000`.
+bench: $(SERVER) $(BENCH)
+	./tools/bench.sh
 
 ## Map frame time with 1,000 moving markers, against a baseline without markers.
 bench-map: build e2e-deps
