@@ -4,7 +4,7 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{Client, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -15,19 +15,6 @@ async fn watcher(server: &TestServer, name: &str) -> Client {
     let reply = client.subscribe(MAP, None).await;
     assert_eq!(reply["type"], "subscribed", "{reply}");
     client
-}
-
-/// Everything `client` receives until the pong of a ping sent now.
-async fn drain(client: &mut Client) -> Vec<Value> {
-    client.send(json!({"type": "ping", "id": "drain"})).await;
-    let mut frames = Vec::new();
-    loop {
-        let frame = client.next().await;
-        if frame["type"] == "pong" && frame["id"] == "drain" {
-            return frames;
-        }
-        frames.push(frame);
-    }
 }
 
 #[tokio::test]
@@ -52,7 +39,7 @@ async fn bad_positions_get_an_error_and_are_not_broadcast() {
         let error = sharer.next_of("error").await;
         assert_eq!(error["code"], code, "{frame} → {error}");
     }
-    assert!(drain(&mut watching).await.iter().all(|f| f["type"] != "location"), "nothing was broadcast");
+    assert!(watching.drain().await.iter().all(|f| f["type"] != "location"), "nothing was broadcast");
     assert!(server.state.locations.snapshot(MAP).is_empty());
 }
 
@@ -108,7 +95,7 @@ async fn the_tutorial_location_endpoint_and_the_lobby_map_see_each_other() {
     assert_eq!(device.next().await, json!({"latitude": -1.5, "longitude": 36.8}));
 
     // The tutorial's bad frames get an error and change nothing.
-    let before = drain(&mut web).await;
+    let before = web.drain().await;
     assert!(before.iter().any(|f| f["type"] == "location" && f["latitude"] == -1.5), "{before:?}");
     device.send(json!({"latitude": 200, "longitude": 0})).await;
     assert_eq!(device.next().await["error"]["code"], "out_of_range");
@@ -118,7 +105,7 @@ async fn the_tutorial_location_endpoint_and_the_lobby_map_see_each_other() {
     assert_eq!(device.next().await["error"]["code"], "invalid_field");
     device.send_raw(Message::text("not json")).await;
     assert_eq!(device.next().await["error"]["code"], "malformed");
-    assert!(drain(&mut web).await.iter().all(|f| f["type"] != "location"));
+    assert!(web.drain().await.iter().all(|f| f["type"] != "location"));
 }
 
 #[tokio::test]
@@ -149,7 +136,7 @@ async fn updates_faster_than_the_rate_are_coalesced_and_the_latest_wins() {
     assert_eq!(first["latitude"], 0.0);
     let second = late.next_of("location").await;
     assert_eq!(second["latitude"], 19.0, "the burst arrives as its latest position");
-    assert!(drain(&mut late).await.iter().all(|f| f["type"] != "location"), "and nothing else");
+    assert!(late.drain().await.iter().all(|f| f["type"] != "location"), "and nothing else");
 }
 
 #[tokio::test]

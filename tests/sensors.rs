@@ -87,19 +87,6 @@ async fn csv(server: &TestServer, sensor: i64, session: &str, query: &str) -> Ve
     body.lines().map(str::to_owned).collect()
 }
 
-/// Everything `client` receives until the pong of a ping sent now.
-async fn drain(client: &mut Client) -> Vec<Value> {
-    client.send(json!({"type": "ping", "id": "drain"})).await;
-    let mut frames = Vec::new();
-    loop {
-        let frame = client.next().await;
-        if frame["type"] == "pong" && frame["id"] == "drain" {
-            return frames;
-        }
-        frames.push(frame);
-    }
-}
-
 #[tokio::test]
 async fn the_http_api_takes_the_sensors_token_or_its_owners_and_nothing_else() {
     let (server, root, alice, bob) = server_with_users(false).await;
@@ -233,7 +220,7 @@ async fn every_bad_input_is_refused_with_its_error_and_stores_nothing() {
         assert!(!error["error"]["message"].as_str().unwrap().is_empty());
     }
     assert_eq!(csv(&server, id, &alice, "").await.len(), 1, "nothing was stored");
-    assert!(drain(&mut watcher).await.iter().all(|f| f["type"] != "readings"), "nothing was broadcast");
+    assert!(watcher.drain().await.iter().all(|f| f["type"] != "readings"), "nothing was broadcast");
     // The limit is inclusive.
     let five = format!("[{}]", [r#"{"value": 1}"#; 5].join(","));
     assert_eq!(post(&server, id, Some(&token), &five).await.body, r#"{"accepted":5}"#);
@@ -312,7 +299,7 @@ async fn web_subscribers_get_the_latest_reading_then_every_batch_in_one_frame() 
     indexed.send(json!({"type": "reading", "id": "i", "sensor": id, "readings": [{"value": 1}, {"value": "2"}]})).await;
     assert!(indexed.next_of("error").await["message"].as_str().unwrap().contains("reading 1"));
     assert_eq!(csv(&server, id, &alice, "").await.len(), 5, "nothing more was stored");
-    assert!(drain(&mut late).await.iter().all(|f| f["type"] != "readings"), "nothing was broadcast");
+    assert!(late.drain().await.iter().all(|f| f["type"] != "readings"), "nothing was broadcast");
     assert_eq!(late.subscribe("sensor:999", None).await["code"], "unknown_sensor");
     assert_eq!(late.subscribe("sensor:01", None).await["code"], "unknown_topic");
 }

@@ -2,5 +2,6 @@
 
 pub mod chart;
 pub mod connection;
+pub mod frames;
 pub mod projection;
 pub mod time;

@@ -2,12 +2,12 @@
 
 use leptos::prelude::*;
 
-/// `2026-11-23 22:05` in UTC, from milliseconds since the Unix epoch.
-pub fn utc_minute(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+/// A UTC date and time of day from milliseconds since the Unix epoch: (year, month, day,
+/// hour, minute, second, millisecond), on the proleptic Gregorian calendar.
+pub fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
+    let days = ms.div_euclid(86_400_000);
+    let of_day = ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, 400-year eras).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -17,7 +17,13 @@ pub fn utc_minute(ms: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    (year, month, day, of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000)
+}
+
+/// `2026-11-23 22:05` in UTC, from milliseconds since the Unix epoch.
+pub fn utc_minute(ms: i64) -> String {
+    let (year, month, day, hour, minute, ..) = civil(ms);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}")
 }
 
 /// The reader's local time, `HH:MM`, with the date when it is not today.

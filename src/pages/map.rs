@@ -15,6 +15,8 @@ use leptos_router::hooks::use_params_map;
 
 use crate::app::Session;
 use crate::client;
+#[cfg(feature = "hydrate")]
+use crate::components::frames::{self, precise_now};
 use crate::components::projection::View;
 use crate::error::AppError;
 use crate::protocol::{location_topic, Located, RoomInfo, ServerFrame, LOBBY};
@@ -113,12 +115,6 @@ impl Glide {
     }
 }
 
-/// A sub-millisecond clock for frame timings.
-#[cfg(feature = "hydrate")]
-fn precise_now() -> f64 {
-    window().performance().map_or_else(js_sys::Date::now, |p| p.now())
-}
-
 /// Simulated people for the benchmark: `count` of them, each moving once a second. Frame
 /// timings are published as `window.__map_bench` every second.
 fn start_bench(
@@ -171,30 +167,10 @@ fn start_bench(
         );
         set_interval(
             move || {
-                // Frames: when each started and how long its drawing took.
                 let frames = frame_times.with_value(Clone::clone);
-                let quantile = |mut values: Vec<f64>, q: f64| {
-                    values.sort_by(f64::total_cmp);
-                    values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0)
-                };
-                let draws: Vec<f64> = frames.iter().map(|(_, took)| *took).collect();
-                let gaps: Vec<f64> = frames.windows(2).map(|w| w[1].0 - w[0].0).collect();
-                let seconds = (precise_now() - started) / 1000.0;
-                let report = serde_json::json!({
-                    "markers": people.borrow().len(),
-                    "seconds": seconds.round(),
-                    "frames": frames.len(),
-                    "fps": frames.len() as f64 / seconds.max(0.001),
-                    "draw_ms_p50": quantile(draws.clone(), 0.5),
-                    "draw_ms_p95": quantile(draws.clone(), 0.95),
-                    "draw_ms_max": quantile(draws, 1.0),
-                    "gap_ms_p50": quantile(gaps.clone(), 0.5),
-                    "gap_ms_p95": quantile(gaps.clone(), 0.95),
-                    "long_gaps": gaps.iter().filter(|g| **g > 25.0).count(),
-                });
-                if let Ok(value) = js_sys::JSON::parse(&report.to_string()) {
-                    let _ = js_sys::Reflect::set(&window(), &wasm_bindgen::JsValue::from_str("__map_bench"), &value);
-                }
+                let mut report = frames::report(&frames, (precise_now() - started) / 1000.0);
+                report.insert("markers".into(), people.borrow().len().into());
+                frames::publish("__map_bench", report);
             },
             std::time::Duration::from_secs(1),
         );

@@ -148,6 +148,8 @@ use crate::client;
 #[cfg(feature = "hydrate")]
 use crate::components::chart::stats;
 use crate::components::chart::{crossed, Level, Sample, Series, Stats};
+#[cfg(feature = "hydrate")]
+use crate::components::frames::{self, precise_now};
 use crate::protocol::{sensor_topic, ServerFrame};
 
 /// Colours of the series, in the order sensors are picked.
@@ -295,12 +297,6 @@ fn now_ms() -> i64 {
     0
 }
 
-/// A sub-millisecond clock for frame timings.
-#[cfg(feature = "hydrate")]
-fn precise_now() -> f64 {
-    window().performance().map_or_else(js_sys::Date::now, |p| p.now())
-}
-
 /// `/sensors`: pick sensors, watch them live, register new ones.
 #[component]
 pub fn SensorsPage() -> impl IntoView {
@@ -387,16 +383,7 @@ fn Dashboard(list: Vec<SensorSummary>) -> impl IntoView {
                     when=move || !board.selected.with(Vec::is_empty)
                     fallback=|| view! { <p class="empty">"Pick sensors on the left to chart them."</p> }
                 >
-                    <Show
-                        when=move || board.overlay.get()
-                        fallback=move || view! {
-                            <For each=move || board.selected.get() key=|id| *id let(id)>
-                                <Chart board ids=Signal::derive(move || vec![id])/>
-                            </For>
-                        }
-                    >
-                        <Chart board ids=Signal::derive(move || board.selected.get())/>
-                    </Show>
+                    <Charts board/>
                 </Show>
             </section>
         </div>
@@ -481,6 +468,23 @@ fn Alerts(board: Board) -> impl IntoView {
                 </ul>
                 <button type="button" class="link" on:click=move |_| board.alerts.set(Vec::new())>"Clear"</button>
             </div>
+        </Show>
+    }
+}
+
+/// The picked sensors: one chart each, or one for all.
+#[component]
+fn Charts(board: Board) -> impl IntoView {
+    view! {
+        <Show
+            when=move || board.overlay.get()
+            fallback=move || view! {
+                <For each=move || board.selected.get() key=|id| *id let(id)>
+                    <Chart board ids=Signal::derive(move || vec![id])/>
+                </For>
+            }
+        >
+            <Chart board ids=Signal::derive(move || board.selected.get())/>
         </Show>
     }
 }
@@ -923,16 +927,7 @@ pub fn ChartBenchPage() -> impl IntoView {
     view! {
         <div class="sensors-page bench">
             <section class="sensor-charts">
-                <Show
-                    when=move || board.overlay.get()
-                    fallback=move || view! {
-                        <For each=move || board.selected.get() key=|id| *id let(id)>
-                            <Chart board ids=Signal::derive(move || vec![id])/>
-                        </For>
-                    }
-                >
-                    <Chart board ids=Signal::derive(move || board.selected.get())/>
-                </Show>
+                <Charts board/>
             </section>
         </div>
     }
@@ -973,26 +968,11 @@ fn start_chart_bench(board: Board, points: usize, hz: usize) {
         set_interval(
             move || {
                 let frames = board.frame_times.with_value(Clone::clone);
-                let quantile = |mut values: Vec<f64>, q: f64| {
-                    values.sort_by(f64::total_cmp);
-                    values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0)
-                };
-                let draws: Vec<f64> = frames.iter().map(|(_, took)| *took).collect();
-                let seconds = (precise_now() - started) / 1000.0;
+                let mut report = frames::report(&frames, (precise_now() - started) / 1000.0);
                 let shown: usize = board.series.with_value(|all| all.values().map(|s| s.points().len()).sum());
-                let report = serde_json::json!({
-                    "series": board.selected.with_untracked(Vec::len),
-                    "points": shown,
-                    "seconds": seconds.round(),
-                    "frames": frames.len(),
-                    "fps": frames.len() as f64 / seconds.max(0.001),
-                    "draw_ms_p50": quantile(draws.clone(), 0.5),
-                    "draw_ms_p95": quantile(draws.clone(), 0.95),
-                    "draw_ms_max": quantile(draws, 1.0),
-                });
-                if let Ok(value) = js_sys::JSON::parse(&report.to_string()) {
-                    let _ = js_sys::Reflect::set(&window(), &wasm_bindgen::JsValue::from_str("__chart_bench"), &value);
-                }
+                report.insert("series".into(), board.selected.with_untracked(Vec::len).into());
+                report.insert("points".into(), shown.into());
+                frames::publish("__chart_bench", report);
             },
             std::time::Duration::from_secs(1),
         );

@@ -276,23 +276,7 @@ async fn write_loop(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let first = tokio::select! {
-            request = rx.recv() => request,
-            _ = stop.cancelled() => {
-                // No new requests; the ones already queued were accepted and are stored below.
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+    while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut batch).await {
         write_batch(&store, &hub, &mut batch).await;
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod chat;
 pub mod config;
 pub mod gateway;

@@ -528,23 +528,7 @@ impl Sensors {
 
 async fn write_loop(store: Store, hub: Arc<Hub>, mut rx: mpsc::Receiver<WriteRequest>, stop: CancellationToken) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let first = tokio::select! {
-            request = rx.recv() => request,
-            _ = stop.cancelled() => {
-                // No new requests; the ones already queued were accepted and are stored below.
-                rx.close();
-                rx.recv().await
-            }
-        };
-        let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
+    while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut batch).await {
         write_batch(&store, &hub, &mut batch).await;
     }
 }
@@ -676,20 +660,8 @@ pub fn may_post_seed(sensor: &Sensor, who: &Identity) -> bool {
 /// Milliseconds since the epoch as ISO 8601 UTC with milliseconds, e.g.
 /// `2025-11-24T16:00:00.000Z`.
 pub fn iso8601(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let of_day = ms.rem_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian, 400-year eras).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, milli) = (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+    let (year, month, day, h, m, sec, milli) = crate::components::time::civil(ms);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{milli:03}Z")
 }
 
 #[cfg(test)]

@@ -131,6 +131,19 @@ impl Client {
 
     /// The next text frame as JSON; panics on anything else or after the wait (pings do not
     /// extend it).
+    /// Everything received until the pong of a ping sent now.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping", "id": "drain"})).await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == "pong" && frame["id"] == "drain" {
+                return frames;
+            }
+            frames.push(frame);
+        }
+    }
+
     pub async fn next(&mut self) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {

@@ -155,34 +155,27 @@ impl Store {
     }
 
     pub async fn sensor(&self, id: i64) -> Result<Option<Sensor>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE s.id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(row_to_sensor).transpose()?)
+        self.sensor_where("s.id = ?", id).await
     }
 
     /// A sensor by name, in any case.
     pub async fn sensor_by_name(&self, name: &str) -> Result<Option<Sensor>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE s.name = ?"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(row_to_sensor).transpose()?)
+        self.sensor_where("s.name = ?", name.to_owned()).await
     }
 
     /// The sensor whose own token has this hash.
     pub async fn sensor_by_token(&self, token_hash: &str) -> Result<Option<Sensor>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE s.token_hash = ?"
-        ))
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        self.sensor_where("s.token_hash = ?", token_hash.to_owned()).await
+    }
+
+    /// The sensor matching `condition` (one `?`, bound to `value`).
+    async fn sensor_where<T>(&self, condition: &str, value: T) -> Result<Option<Sensor>, StoreError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
+    {
+        let sql =
+            format!("SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE {condition}");
+        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
         Ok(row.as_ref().map(row_to_sensor).transpose()?)
     }
 
