@@ -242,7 +242,9 @@ impl Connection {
                             tracing::debug!(%error, "websocket read failed");
                             break if is_capacity_error(&error) { End::TooBig } else { End::ClientClosed };
                         }
-                        Some(Ok(message)) => match self.on_message(message).await {
+                        // Boxed: handling a request needs a large future, and held inline it would
+                        // be reserved in every connection's task, idle ones included.
+                        Some(Ok(message)) => match Box::pin(self.on_message(message)).await {
                             Ok(true) => {}
                             Ok(false) => break End::ClientClosed,
                             Err(()) => break End::WriteFailed,
