@@ -2,6 +2,15 @@
 
 use leptos::prelude::*;
 
+/// The browser's clock, in milliseconds since the Unix epoch; 0 while rendering on the server,
+/// where nothing live happens.
+pub fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    return js_sys::Date::now();
+    #[cfg(not(feature = "hydrate"))]
+    0.0
+}
+
 /// A UTC date and time of day from milliseconds since the Unix epoch: (year, month, day,
 /// hour, minute, second, millisecond), on the proleptic Gregorian calendar.
 pub fn civil(ms: i64) -> (i64, i64, i64, i64, i64, i64, i64) {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Session;
 use crate::client;
-use crate::components::time::Timestamp;
+use crate::components::time::{now_ms, Timestamp};
 use crate::error::AppError;
 use crate::protocol::{chat_topic, ChatMessage, Resume, RoomInfo, ServerFrame, LOBBY};
 
@@ -269,13 +269,6 @@ struct Pending {
 struct Typist {
     name: String,
     until: f64,
-}
-
-fn now_ms() -> f64 {
-    #[cfg(feature = "hydrate")]
-    return js_sys::Date::now();
-    #[cfg(not(feature = "hydrate"))]
-    0.0
 }
 
 #[component]

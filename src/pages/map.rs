@@ -18,6 +18,7 @@ use crate::client;
 #[cfg(feature = "hydrate")]
 use crate::components::frames::{self, precise_now};
 use crate::components::projection::View;
+use crate::components::time::now_ms;
 use crate::error::AppError;
 use crate::protocol::{location_topic, Located, RoomInfo, ServerFrame, LOBBY};
 
@@ -175,13 +176,6 @@ fn start_bench(
             std::time::Duration::from_secs(1),
         );
     }
-}
-
-fn now_ms() -> f64 {
-    #[cfg(feature = "hydrate")]
-    return js_sys::Date::now();
-    #[cfg(not(feature = "hydrate"))]
-    0.0
 }
 
 #[component]

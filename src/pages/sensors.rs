@@ -290,11 +290,9 @@ impl Board {
     }
 }
 
+/// The browser's clock in whole milliseconds.
 fn now_ms() -> i64 {
-    #[cfg(feature = "hydrate")]
-    return js_sys::Date::now() as i64;
-    #[cfg(not(feature = "hydrate"))]
-    0
+    crate::components::time::now_ms() as i64
 }
 
 /// `/sensors`: pick sensors, watch them live, register new ones.
