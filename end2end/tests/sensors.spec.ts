@@ -141,3 +141,49 @@ test("the CSV export holds the posted values", async ({ browser, baseURL }) => {
   expect(rows.map((r) => Number(r[1]))).toEqual(values);
   expect(rows.map((r) => Date.parse(r[0]))).toEqual(body.map((r) => r.ts));
 });
+
+test("pause holds the window, one chart shows all picked sensors, and the owner deletes a sensor", async ({
+  browser,
+  baseURL,
+}) => {
+  const s = await withSensor(browser);
+  const legend = s.page.locator(`.legend-item[data-sensor="${s.id}"]`);
+  await post(baseURL!, s.id, s.token, { value: 5 });
+  await expect(legend.locator(".current")).toHaveText("5");
+
+  // Paused, the window stops at the moment of the pause: a later reading is not in it.
+  await s.page.getByRole("button", { name: "Pause" }).click();
+  await s.page.waitForTimeout(50);
+  await post(baseURL!, s.id, s.token, { value: 6 });
+  await expect(s.page.locator(`.sensor-item[data-sensor="${s.id}"] .latest`)).toHaveText("6 °C");
+  await expect(legend.locator(".current")).toHaveText("5");
+  await s.page.getByRole("button", { name: "Resume" }).click();
+  await expect(legend.locator(".current")).toHaveText("6");
+
+  // Register another sensor (others' sensors may be picked too): one chart each, then one
+  // chart for all of them.
+  const picked = await s.page.locator(".legend-item").count();
+  const form = s.page.locator("form.register-form");
+  await form.getByLabel("Name").fill(unique("porch"));
+  await form.getByRole("button", { name: "Register" }).click();
+  await expect(s.page.locator(".legend-item")).toHaveCount(picked + 1);
+  await expect(s.page.locator("canvas.chart-canvas")).toHaveCount(picked + 1);
+  await s.page.getByLabel("One chart for all").check();
+  await expect(s.page.locator("canvas.chart-canvas")).toHaveCount(1);
+  await expect(s.page.locator(".legend-item")).toHaveCount(picked + 1);
+
+  // Delete asks once more, then the sensor and its chart are gone.
+  const item = s.page.locator(`.sensor-item[data-sensor="${s.id}"]`);
+  await item.getByText("Settings").click();
+  await item.getByRole("button", { name: "Delete" }).click();
+  await item.getByRole("button", { name: "Really delete it and its readings?" }).click();
+  await expect(item).toHaveCount(0);
+  await expect(legend).toHaveCount(0);
+  const api = await http.newContext({ baseURL });
+  const gone = await api.post(`/api/sensors/${s.id}/readings`, {
+    headers: { authorization: `Bearer ${s.token}` },
+    data: { value: 1 },
+  });
+  expect(gone.status()).toBe(404);
+  await api.dispose();
+});
