@@ -20,7 +20,7 @@ use super::hub::{Event, Hub};
 use super::limit::RateLimiter;
 use super::presence::Presence;
 use super::seed;
-use super::store::{Appended, NewMessage, Room, Store, StoreError, User};
+use super::store::{Appended, MessageWriter, NewMessage, Room, Store, StoreError, User};
 use crate::protocol::{chat_topic, valid_room_name, ChatMessage, RoomInfo, ServerFrame, LOBBY};
 
 /// The most messages stored in one transaction.
@@ -86,7 +86,8 @@ impl Chat {
         }
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(write_loop(store.clone(), hub.clone(), rx, stop.clone()));
+        let writer = store.message_writer().await?;
+        let task = tokio::spawn(write_loop(writer, hub.clone(), rx, stop.clone()));
         Ok(Arc::new(Chat {
             store,
             hub: hub.clone(),
@@ -160,7 +161,7 @@ impl Chat {
             (true, Some(user)) => user_topic(user.id),
             _ => Arc::from("rooms"),
         };
-        self.hub.publish(Event { topic, offset: 0, frame, revoke: None });
+        self.hub.publish(Event::new(topic, 0, frame, None));
         Ok(info)
     }
 
@@ -178,7 +179,7 @@ impl Chat {
         self.store.add_member(room.id, invitee.id).await?;
         self.members.write().unwrap_or_else(PoisonError::into_inner).entry(room.id).or_default().insert(invitee.id);
         let frame = encode(&ServerFrame::Room { topic: "rooms".into(), room: room_info(&room) });
-        self.hub.publish(Event { topic: user_topic(invitee.id), offset: 0, frame, revoke: None });
+        self.hub.publish(Event::new(user_topic(invitee.id), 0, frame, None));
         Ok(())
     }
 
@@ -205,7 +206,7 @@ impl Chat {
         }
         let frame = encode(&ServerFrame::RoomLeft { topic: "rooms".into(), room: room.name.clone() });
         let revoke = Some(Arc::from(chat_topic(&room.name)));
-        self.hub.publish(Event { topic: user_topic(member.id), offset: 0, frame, revoke });
+        self.hub.publish(Event::new(user_topic(member.id), 0, frame, revoke));
         Ok(())
     }
 
@@ -270,20 +271,20 @@ impl Chat {
 }
 
 async fn write_loop(
-    store: Store,
+    mut writer: MessageWriter,
     hub: Arc<Hub>,
     mut rx: mpsc::Receiver<AppendRequest>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut batch).await {
-        write_batch(&store, &hub, &mut batch).await;
+        write_batch(&mut writer, &hub, &mut batch).await;
     }
 }
 
-async fn write_batch(store: &Store, hub: &Hub, batch: &mut Vec<AppendRequest>) {
+async fn write_batch(writer: &mut MessageWriter, hub: &Hub, batch: &mut Vec<AppendRequest>) {
     let messages: Vec<NewMessage> = batch.iter().map(|r| r.message.clone()).collect();
-    match store.append_batch(&messages).await {
+    match writer.append_batch(&messages).await {
         Ok(stored) => {
             for (request, appended) in batch.drain(..).zip(stored) {
                 if !appended.duplicate {
@@ -308,7 +309,7 @@ fn publish_message(hub: &Hub, room: &str, activity: &[Arc<str>], message: &ChatM
     let topic: Arc<str> = Arc::from(chat_topic(room));
     if hub.subscriber_count(&topic) > 0 {
         let frame = encode(&ServerFrame::Message { topic: topic.to_string(), message: message.clone() });
-        hub.publish(Event { topic, offset: message.offset, frame, revoke: None });
+        hub.publish(Event::new(topic, message.offset, frame, None));
     }
     if activity.iter().any(|topic| hub.subscriber_count(topic) > 0) {
         let frame = encode(&ServerFrame::Activity {
@@ -319,12 +320,12 @@ fn publish_message(hub: &Hub, room: &str, activity: &[Arc<str>], message: &ChatM
             text: message.text.chars().take(200).collect(),
         });
         for topic in activity {
-            hub.publish(Event { topic: topic.clone(), offset: 0, frame: frame.clone(), revoke: None });
+            hub.publish(Event::new(topic.clone(), 0, frame.clone(), None));
         }
     }
     if room == LOBBY && hub.subscriber_count(seed::CHAT_TOPIC) > 0 {
         let frame = seed::encode_chat(&message.text);
-        hub.publish(Event { topic: Arc::from(seed::CHAT_TOPIC), offset: 0, frame, revoke: None });
+        hub.publish(Event::new(Arc::from(seed::CHAT_TOPIC), 0, frame, None));
     }
 }
 

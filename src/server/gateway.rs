@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -23,6 +24,7 @@ use super::auth::Identity;
 use super::chat::{encode, user_topic, Chat};
 use super::hub::{Event, Hub, Peer};
 use super::location::{self, Locations};
+use super::net::Socket;
 use super::seed;
 use super::sensors::{self, Origin, SeedTarget, SensorError, Sensors};
 use super::store::now_ms;
@@ -144,6 +146,11 @@ struct Connection {
     /// Topics subscribed to, with the last offset delivered in each durable one.
     subscriptions: HashMap<Arc<str>, u64>,
     pending: FuturesUnordered<Reply>,
+    /// Events being written, kept to reuse its allocation.
+    batch: Vec<Arc<Event>>,
+    /// The socket under the WebSocket, which publishers write events into themselves while
+    /// this task is idle (see `net`).
+    direct: Option<Socket>,
     hub: Arc<Hub>,
     chat: Arc<Chat>,
     sensors: Arc<Sensors>,
@@ -152,8 +159,13 @@ struct Connection {
 }
 
 /// Serve one upgraded socket until it closes.
-pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Identity) {
+pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Identity, direct: Option<Socket>) {
     let (peer, events) = state.hub.connect(state.config.queue_frames);
+    if let Some(direct) = &direct {
+        // Held until the welcome and the first subscriptions are written.
+        direct.attach(state.config.queue_frames);
+        peer.set_direct(Box::new(direct.clone()));
+    }
     let mut conn = Connection {
         socket,
         dialect,
@@ -166,6 +178,8 @@ pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Iden
         events,
         subscriptions: HashMap::new(),
         pending: FuturesUnordered::new(),
+        batch: Vec::new(),
+        direct,
         hub: state.hub.clone(),
         chat: state.chat.clone(),
         sensors: state.sensors.clone(),
@@ -210,17 +224,25 @@ impl Connection {
                 self.subscriptions.insert(topic, 0);
             }
         }
+        if self.release().await.is_err() {
+            return End::WriteFailed;
+        }
         let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let shutdown = state.shutdown.clone();
         let peer = self.peer.clone();
+        // Made once, not at every turn of the loop: each of them registers a waiter under a lock.
+        let cancelled = shutdown.cancelled();
+        let kicked = peer.kicked();
+        tokio::pin!(cancelled, kicked);
+        let direct = self.direct.clone();
 
         let end = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break End::ServerShutdown,
-                _ = peer.kicked() => break End::SlowConsumer,
+                _ = &mut cancelled => break End::ServerShutdown,
+                _ = &mut kicked => break End::SlowConsumer,
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => {
                     if let Some(text) = reply {
                         if self.send_text(text).await.is_err() {
@@ -228,9 +250,18 @@ impl Connection {
                         }
                     }
                 }
+                // What publishers wrote that the socket did not take at once.
+                drained = std::future::poll_fn(|cx| direct.as_ref().map_or(Poll::Pending, |d| d.poll_drain(cx))) => {
+                    if drained.is_err() {
+                        break End::WriteFailed;
+                    }
+                }
                 event = self.events.recv() => {
                     let Some(event) = event else { break End::ServerShutdown };
                     if let Err(end) = self.forward(event).await {
+                        break end;
+                    }
+                    if let Err(end) = self.release().await {
                         break end;
                     }
                 }
@@ -244,11 +275,21 @@ impl Connection {
                         }
                         // Boxed: handling a request needs a large future, and held inline it would
                         // be reserved in every connection's task, idle ones included.
-                        Some(Ok(message)) => match Box::pin(self.on_message(message)).await {
-                            Ok(true) => {}
-                            Ok(false) => break End::ClientClosed,
-                            Err(()) => break End::WriteFailed,
-                        },
+                        Some(Ok(message)) => {
+                            // Events wait for the answer: a client sees `subscribed` before the
+                            // topic's events, and a replay before what followed it.
+                            if let Some(direct) = &direct {
+                                direct.hold();
+                            }
+                            match Box::pin(self.on_message(message)).await {
+                                Ok(true) => {}
+                                Ok(false) => break End::ClientClosed,
+                                Err(()) => break End::WriteFailed,
+                            }
+                            if let Err(end) = self.release().await {
+                                break end;
+                            }
+                        }
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -326,9 +367,24 @@ impl Connection {
         }
     }
 
+    /// Write what publishers queued for this task, then let them write to the socket
+    /// themselves again.
+    async fn release(&mut self) -> Result<(), End> {
+        let Some(direct) = self.direct.clone() else { return Ok(()) };
+        loop {
+            let events = &self.events;
+            if direct.release(|| events.is_empty()) {
+                return Ok(());
+            }
+            if let Ok(event) = self.events.try_recv() {
+                self.forward(event).await?;
+            }
+        }
+    }
+
     /// Write `first` and whatever else is queued, with one flush.
     async fn forward(&mut self, first: Arc<Event>) -> Result<(), End> {
-        let mut batch = Vec::with_capacity(8);
+        let mut batch = std::mem::take(&mut self.batch);
         batch.push(first);
         while batch.len() < WRITE_BATCH {
             match self.events.try_recv() {
@@ -337,18 +393,26 @@ impl Connection {
             }
         }
         batch.retain(|event| self.wants(event));
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let peer = self.peer.clone();
+        let result = if batch.is_empty() { Ok(()) } else { self.write_events(&batch).await };
+        batch.clear();
+        self.batch = batch;
+        result
+    }
+
+    async fn write_events(&mut self, batch: &[Arc<Event>]) -> Result<(), End> {
         let socket = &mut self.socket;
         let send = async {
-            for event in &batch {
+            for event in batch {
                 let text = Utf8Bytes::try_from(event.frame.clone()).map_err(axum::Error::new)?;
                 socket.feed(Message::Text(text)).await?;
             }
             socket.flush().await
         };
+        tokio::pin!(send);
+        // Usually the socket takes it all at once: then no timer is armed.
+        if let Some(result) = (&mut send).now_or_never() {
+            return result.map_err(|_| End::WriteFailed);
+        }
         // A peer that stopped reading blocks this write; once the hub kicks it there is
         // no point waiting for the write to finish.
         tokio::select! {
@@ -356,7 +420,7 @@ impl Connection {
                 Ok(Ok(())) => Ok(()),
                 _ => Err(End::WriteFailed),
             },
-            _ = peer.kicked() => Err(End::SlowConsumer),
+            _ = self.peer.kicked() => Err(End::SlowConsumer),
         }
     }
 
@@ -429,7 +493,7 @@ impl Connection {
                 }
                 self.last_typing = Some(now);
                 let frame = encode(&ServerFrame::Typing { topic, user: self.who.display_name() });
-                self.hub.publish(Event { topic: name, offset: 0, frame, revoke: None });
+                self.hub.publish(Event::new(name, 0, frame, None));
                 Ok(())
             }
             ClientFrame::Read { id, topic, offset } => {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -21,9 +21,50 @@ pub struct Event {
     /// The event's offset in a durable topic, 0 otherwise. Lets a connection drop
     /// what it already replayed from history.
     pub offset: u64,
+    /// The text it carries (JSON).
     pub frame: Bytes,
+    /// The same text as a whole WebSocket frame from the server: the bytes every recipient's
+    /// socket is given. (`frame` is a slice of it.)
+    pub wire: Bytes,
     /// A topic each recipient must leave before it gets this frame (access was revoked).
     pub revoke: Option<Arc<str>>,
+}
+
+impl Event {
+    /// An event carrying `text` (UTF-8, as every frame of the protocols is).
+    pub fn new(topic: Arc<str>, offset: u64, text: Bytes, revoke: Option<Arc<str>>) -> Event {
+        let wire = websocket_text_frame(&text);
+        let frame = wire.slice(wire.len() - text.len()..);
+        Event { topic, offset, frame, wire, revoke }
+    }
+}
+
+/// A final, unmasked text frame (RFC 6455 section 5.2), as a server sends it.
+pub fn websocket_text_frame(text: &[u8]) -> Bytes {
+    let mut wire = Vec::with_capacity(text.len() + 10);
+    wire.push(0x81);
+    match text.len() {
+        len @ 0..=125 => wire.push(len as u8),
+        len @ 126..=0xffff => {
+            wire.push(126);
+            wire.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            wire.push(127);
+            wire.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    wire.extend_from_slice(text);
+    Bytes::from(wire)
+}
+
+/// A connection's socket, written by publishers themselves while its task is idle.
+pub trait Direct: Send + Sync + std::fmt::Debug {
+    /// Under the connection's output lock: write `frame` (a whole WebSocket frame) behind
+    /// whatever waits, unless the connection holds events back or `hold` asks it to start;
+    /// then call `queue` instead, still under the lock, so that nothing written later can
+    /// pass what was queued. False: too much waits already (the peer is too slow).
+    fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool) -> bool;
 }
 
 pub type PeerId = u64;
@@ -36,6 +77,7 @@ pub struct Peer {
     kicked: AtomicBool,
     kick: Notify,
     topics: Mutex<Vec<Arc<str>>>,
+    direct: OnceLock<Box<dyn Direct>>,
 }
 
 impl Peer {
@@ -65,12 +107,28 @@ impl Peer {
         }
     }
 
-    /// Queue an event for this peer alone (for example, one that only it may see).
-    /// Returns false and kicks the peer when its queue is full.
+    /// Let publishers write this peer's events into `direct` themselves. Once only.
+    pub fn set_direct(&self, direct: Box<dyn Direct>) {
+        let _ = self.direct.set(direct);
+    }
+
+    /// Give an event to this peer alone (for example, one that only it may see): written
+    /// to its socket now when it can be, queued for its task otherwise. Returns false and
+    /// kicks the peer when too much waits for it.
     pub fn deliver(&self, event: Arc<Event>) -> bool {
         if self.is_kicked() {
             return false;
         }
+        let Some(direct) = self.direct.get() else { return self.queue(event) };
+        let accepted = direct.offer(&event.wire, event.revoke.is_some(), &mut || self.queue(event.clone()));
+        if !accepted {
+            self.kick();
+        }
+        accepted && !self.is_kicked()
+    }
+
+    /// Queue an event for the connection's task.
+    fn queue(&self, event: Arc<Event>) -> bool {
         match self.tx.try_send(event) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -117,6 +175,7 @@ impl Hub {
             kicked: AtomicBool::new(false),
             kick: Notify::new(),
             topics: Mutex::new(Vec::new()),
+            direct: OnceLock::new(),
         });
         (peer, rx)
     }
@@ -209,7 +268,7 @@ mod tests {
     use super::*;
 
     fn event(topic: &str, offset: u64) -> Event {
-        Event { topic: Arc::from(topic), offset, frame: Bytes::from(format!("{offset}")), revoke: None }
+        Event::new(Arc::from(topic), offset, Bytes::from(format!("{offset}")), None)
     }
 
     #[test]
@@ -246,6 +305,18 @@ mod tests {
         assert!(rx_a.try_recv().is_err());
         hub.disconnect(&b);
         assert_eq!(hub.subscriber_count("y"), 0);
+    }
+
+    #[test]
+    fn wire_frames_carry_their_length_in_the_smallest_form() {
+        for (len, header) in [(0, vec![0x81, 0]), (125, vec![0x81, 125]), (126, vec![0x81, 126, 0, 126])] {
+            let event = Event::new(Arc::from("t"), 0, Bytes::from(vec![b'x'; len]), None);
+            assert_eq!(&event.wire[..header.len()], &header[..]);
+            assert_eq!(event.wire.len(), header.len() + len);
+            assert_eq!(event.frame.len(), len);
+        }
+        let big = websocket_text_frame(&vec![b'x'; 70_000]);
+        assert_eq!(&big[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
     }
 
     #[tokio::test]

@@ -67,11 +67,11 @@ impl Locations {
     fn broadcast(&self, topic: &Arc<str>, position: &Located) {
         if self.hub.subscriber_count(topic) > 0 {
             let frame = encode(&ServerFrame::Location { topic: topic.to_string(), position: position.clone() });
-            self.hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+            self.hub.publish(Event::new(topic.clone(), 0, frame, None));
         }
         if topic.strip_prefix("location:") == Some(LOBBY) && self.hub.subscriber_count(SEED_TOPIC) > 0 {
             let frame = encode_seed(position.latitude, position.longitude);
-            self.hub.publish(Event { topic: Arc::from(SEED_TOPIC), offset: 0, frame, revoke: None });
+            self.hub.publish(Event::new(Arc::from(SEED_TOPIC), 0, frame, None));
         }
     }
 
@@ -149,7 +149,7 @@ impl Locations {
         };
         if let Some(entry) = removed {
             let frame = encode(&ServerFrame::LocationGone { topic: topic.to_string(), user: entry.position.user });
-            self.hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+            self.hub.publish(Event::new(topic.clone(), 0, frame, None));
         }
     }
 }

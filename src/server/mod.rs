@@ -10,6 +10,7 @@ pub mod hub;
 pub mod ingest_bench;
 pub mod limit;
 pub mod location;
+pub mod net;
 pub mod presence;
 pub mod seed;
 pub mod sensors;
@@ -23,10 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{ConnectInfo, FromRef, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -133,7 +135,7 @@ impl Server {
             shutdown.cancel();
         });
         let shutdown = state.shutdown.clone();
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        axum::serve(net::Listener::new(listener), app.into_make_service_with_connect_info::<net::Client>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await?;
         state.connections.close();
@@ -191,6 +193,7 @@ fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
 
 async fn upgrade(
     ws: WebSocketUpgrade,
+    client: Option<net::Client>,
     headers: &HeaderMap,
     state: AppState,
     dialect: Dialect,
@@ -222,7 +225,7 @@ async fn upgrade(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            gateway::run(socket, state, dialect, who).await;
+            gateway::run(socket, state, dialect, who, client.map(|c| c.socket)).await;
             drop(guard);
         })
 }
@@ -236,8 +239,12 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// The upgrade handler of an endpoint that speaks `dialect`.
 fn ws_endpoint(dialect: Dialect) -> axum::routing::MethodRouter<AppState> {
     get(
-        move |ws: WebSocketUpgrade, State(state): State<AppState>, headers: HeaderMap, Query(query): Query<WsQuery>| async move {
-            upgrade(ws, &headers, state, dialect, query).await
+        move |ws: WebSocketUpgrade,
+              client: Option<Extension<ConnectInfo<net::Client>>>,
+              State(state): State<AppState>,
+              headers: HeaderMap,
+              Query(query): Query<WsQuery>| async move {
+            upgrade(ws, client.map(|c| c.0 .0), &headers, state, dialect, query).await
         },
     )
 }

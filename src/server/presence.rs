@@ -45,7 +45,7 @@ impl Presence {
 
     fn broadcast(&self, topic: &Arc<str>) {
         let frame = encode(&self.frame(topic));
-        self.hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+        self.hub.publish(Event::new(topic.clone(), 0, frame, None));
     }
 
     pub fn join(&self, topic: &Arc<str>, key: &str, name: &str) {

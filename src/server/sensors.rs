@@ -573,7 +573,7 @@ fn publish<'a>(hub: &Hub, requests: impl Iterator<Item = &'a WriteRequest> + Clo
         let topic: Arc<str> = Arc::from(sensor_topic(id));
         if hub.subscriber_count(&topic) > 0 {
             let frame = encode(&ServerFrame::Readings { topic: topic.to_string(), readings });
-            hub.publish(Event { topic, offset: 0, frame, revoke: None });
+            hub.publish(Event::new(topic, 0, frame, None));
         }
     }
     if hub.subscriber_count(SEED_TOPIC) == 0 {
@@ -584,13 +584,13 @@ fn publish<'a>(hub: &Hub, requests: impl Iterator<Item = &'a WriteRequest> + Clo
         match &request.origin {
             Origin::Seed { sensor_id, sensor_value } => {
                 let frame = encode_seed(sensor_id, &serde_json::Value::Number(sensor_value.clone()));
-                hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+                hub.publish(Event::new(topic.clone(), 0, frame, None));
             }
             Origin::Api => {
                 for reading in &request.batch.readings {
                     let value = serde_json::Number::from_f64(reading.value).map_or(serde_json::Value::Null, Into::into);
                     let frame = encode_seed(&request.batch.sensor_id.into(), &value);
-                    hub.publish(Event { topic: topic.clone(), offset: 0, frame, revoke: None });
+                    hub.publish(Event::new(topic.clone(), 0, frame, None));
                 }
             }
         }

@@ -51,7 +51,7 @@ pub fn is_plain_form() -> bool {
 }
 
 pub fn client_ip() -> Option<std::net::IpAddr> {
-    parts().ok()?.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
+    parts().ok()?.extensions.get::<axum::extract::ConnectInfo<super::net::Client>>().map(|info| info.0.addr.ip())
 }
 
 /// Set (or with `None`, clear) the session cookie on the response.

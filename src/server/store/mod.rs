@@ -4,11 +4,14 @@
 //! Writes come in batches from the chat log's single writer, one transaction per
 //! batch (group commit), so a burst of messages costs one fsync, not one each.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
 
 use crate::protocol::ChatMessage;
 
@@ -112,7 +115,12 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            // A local file: a ping before each use would only cost a trip to SQLite's thread.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool })
     }
@@ -216,15 +224,80 @@ impl Store {
         Ok((messages, more))
     }
 
-    /// Store a batch in one transaction. Write transactions begin IMMEDIATE: a deferred one
-    /// that reads first and then writes fails outright when another connection wrote in
-    /// between (SQLITE_BUSY_SNAPSHOT), instead of waiting its turn. A message whose client id the room has seen
-    /// comes back as the stored one, marked duplicate.
-    pub async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut heads: Vec<(i64, i64)> = Vec::new();
-        let mut out = Vec::with_capacity(batch.len());
+    /// The chat log's writer: one connection of its own, kept for as long as the log runs.
+    pub async fn message_writer(&self) -> Result<MessageWriter, StoreError> {
+        Ok(MessageWriter { conn: self.pool.acquire().await?.detach(), heads: HashMap::new() })
+    }
+}
+
+/// Appends messages: the one writer of the `messages` table. Each room's head (its last
+/// offset) is kept in memory, so that the usual batch of new messages is one multi-row
+/// INSERT, one statement and one trip to SQLite's thread, atomic on its own.
+pub struct MessageWriter {
+    conn: SqliteConnection,
+    heads: HashMap<i64, i64>,
+}
+
+impl MessageWriter {
+    /// Store a batch atomically. A message whose client id the room has seen comes back as
+    /// the stored one, marked duplicate.
+    pub async fn append_batch(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        for m in batch {
+            if !self.heads.contains_key(&m.room_id) {
+                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
+                    .bind(m.room_id)
+                    .fetch_one(&mut self.conn)
+                    .await?;
+                self.heads.insert(m.room_id, head);
+            }
+        }
+        match self.append_new(batch).await {
+            Ok(out) => Ok(out),
+            // A client id seen before: the statement stored nothing. Sort the batch out row by row.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => self.append_with_duplicates(batch).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The usual case: every message is new.
+    async fn append_new(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, sqlx::Error> {
         let ts = now_ms();
+        let mut heads = self.heads.clone();
+        let mut out = Vec::with_capacity(batch.len());
+        let mut sql = String::from("INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES ");
+        for i in 0..batch.len() {
+            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
+        }
+        let mut query = sqlx::query(&sql);
+        for m in batch {
+            let head = heads.entry(m.room_id).or_insert(0);
+            *head += 1;
+            query = query.bind(m.room_id).bind(*head).bind(&m.client_id).bind(&m.author).bind(&m.text).bind(ts);
+            out.push(Appended {
+                message: ChatMessage {
+                    offset: *head as u64,
+                    id: m.client_id.clone(),
+                    author: m.author.clone(),
+                    text: m.text.clone(),
+                    ts,
+                },
+                duplicate: false,
+            });
+        }
+        query.execute(&mut self.conn).await?;
+        self.heads = heads;
+        Ok(out)
+    }
+
+    /// A batch with a retried message in it: one transaction, looking each client id up.
+    async fn append_with_duplicates(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
+        let ts = now_ms();
+        let mut heads = self.heads.clone();
+        let mut out = Vec::with_capacity(batch.len());
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         for m in batch {
             let existing = sqlx::query(
                 "SELECT seq, client_id, author, body, ts FROM messages WHERE room_id = ? AND client_id = ?",
@@ -237,17 +310,7 @@ impl Store {
                 out.push(Appended { message: row_to_message(&row)?, duplicate: true });
                 continue;
             }
-            let head = match heads.iter_mut().find(|(room, _)| *room == m.room_id) {
-                Some((_, head)) => head,
-                None => {
-                    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
-                        .bind(m.room_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    heads.push((m.room_id, head));
-                    &mut heads.last_mut().ok_or(sqlx::Error::RowNotFound)?.1
-                }
-            };
+            let head = heads.entry(m.room_id).or_insert(0);
             *head += 1;
             sqlx::query("INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES (?, ?, ?, ?, ?, ?)")
                 .bind(m.room_id)
@@ -270,6 +333,7 @@ impl Store {
             });
         }
         tx.commit().await?;
+        self.heads = heads;
         Ok(out)
     }
 }
@@ -294,16 +358,41 @@ mod tests {
         let (_dir, store) = store().await;
         let lobby = store.room("lobby").await.unwrap().unwrap();
         let other = store.create_room("other", false, None).await.unwrap();
-        let out = store
+        let mut log = store.message_writer().await.unwrap();
+        let out = log
             .append_batch(&[new(lobby.id, "a"), new(other.id, "b"), new(lobby.id, "c"), new(lobby.id, "a")])
             .await
             .unwrap();
         let offsets: Vec<_> = out.iter().map(|a| (a.message.offset, a.duplicate)).collect();
         assert_eq!(offsets, vec![(1, false), (1, false), (2, false), (1, true)]);
         assert_eq!(store.head(lobby.id).await.unwrap(), 2);
-        let again = store.append_batch(&[new(lobby.id, "c"), new(lobby.id, "d")]).await.unwrap();
+        let again = log.append_batch(&[new(lobby.id, "c"), new(lobby.id, "d")]).await.unwrap();
         assert_eq!((again[0].message.offset, again[0].duplicate), (2, true));
         assert_eq!((again[1].message.offset, again[1].duplicate), (3, false));
+        // The fast path again after the slow one, then a new writer (a restart) picks the heads up
+        // from the table: no offset is skipped or given twice.
+        let next = log.append_batch(&[new(lobby.id, "e"), new(other.id, "f")]).await.unwrap();
+        assert_eq!(next.iter().map(|a| a.message.offset).collect::<Vec<_>>(), vec![4, 2]);
+        drop(log);
+        let mut log = store.message_writer().await.unwrap();
+        let after = log.append_batch(&[new(lobby.id, "g"), new(lobby.id, "e")]).await.unwrap();
+        let offsets: Vec<_> = after.iter().map(|a| (a.message.offset, a.duplicate)).collect();
+        assert_eq!(offsets, vec![(5, false), (4, true)]);
+        assert_eq!(store.head(lobby.id).await.unwrap(), 5);
+        assert_eq!(store.head(other.id).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_stores_nothing_and_uses_no_offset() {
+        let (_dir, store) = store().await;
+        let lobby = store.room("lobby").await.unwrap().unwrap();
+        let mut log = store.message_writer().await.unwrap();
+        log.append_batch(&[new(lobby.id, "a")]).await.unwrap();
+        // Room 999 does not exist: the foreign key refuses the row, and with it the batch.
+        assert!(log.append_batch(&[new(lobby.id, "b"), new(999, "c")]).await.is_err());
+        assert_eq!(store.head(lobby.id).await.unwrap(), 1);
+        let out = log.append_batch(&[new(lobby.id, "b")]).await.unwrap();
+        assert_eq!((out[0].message.offset, out[0].duplicate), (2, false));
     }
 
     #[tokio::test]
@@ -311,7 +400,7 @@ mod tests {
         let (_dir, store) = store().await;
         let lobby = store.room("lobby").await.unwrap().unwrap();
         let batch: Vec<_> = (0..10).map(|i| new(lobby.id, &i.to_string())).collect();
-        store.append_batch(&batch).await.unwrap();
+        store.message_writer().await.unwrap().append_batch(&batch).await.unwrap();
         let (latest, more) = store.messages_before(lobby.id, None, 4).await.unwrap();
         assert_eq!(latest.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
         assert!(more);
@@ -335,8 +424,9 @@ mod tests {
                 }
             })
         };
+        let mut log = store.message_writer().await.unwrap();
         for i in 0..200 {
-            let out = store.append_batch(&[new(lobby.id, &format!("c{i}"))]).await;
+            let out = log.append_batch(&[new(lobby.id, &format!("c{i}"))]).await;
             assert!(out.is_ok(), "append {i} failed: {out:?}");
         }
         writer.await.unwrap();
