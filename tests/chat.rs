@@ -162,9 +162,10 @@ async fn history_pages_backwards() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected_while_others_get_everything() {
-    // The queue must hold a whole group-commit batch (up to 256 messages) for a reader
-    // that keeps up; the slow one fills it once the socket buffers are full.
-    let server = TestServer::start_with(|c| c.queue_frames = 300).await;
+    // The queue must hold a couple of whole group-commit batches (up to 256 messages each,
+    // published at once) for a reader that keeps up; the slow one fills it once the socket
+    // buffers are full.
+    let server = TestServer::start_with(|c| c.queue_frames = 600).await;
     let mut slow = Client::connect_small_buffer(&server.url("/ws?name=slow"), server.addr).await;
     slow.subscribe(LOBBY, None).await;
     let mut fast = server.web("fast").await;

@@ -240,6 +240,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_QUEUE_FRAMES", default_value_t = 1024)]
     pub queue_frames: usize,
 
+    /// Milliseconds a busy connection's events may wait to be written together: an event
+    /// that comes sooner than this after the connection's last write goes out with those
+    /// that follow it, one write for several. 0: every event is written at once.
+    #[arg(long, env = "SWITCHBOARD_COALESCE_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub coalesce_ms: u64,
+
     /// Seconds between the server's heartbeat pings.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 3)]
     pub heartbeat_secs: u64,
@@ -330,6 +336,10 @@ fn parse_tile_url(template: &str) -> Result<String, String> {
 }
 
 impl Config {
+    pub fn coalesce(&self) -> Duration {
+        Duration::from_millis(self.coalesce_ms)
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs.max(1))
     }
@@ -365,6 +375,7 @@ impl Config {
             site_root: "target/site".into(),
             max_frame_bytes: 64 * 1024,
             queue_frames: 1024,
+            coalesce_ms: 5,
             heartbeat_secs: 3,
             idle_timeout_secs: 8,
             allowed_origins: Vec::new(),

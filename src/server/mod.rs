@@ -135,9 +135,12 @@ impl Server {
             shutdown.cancel();
         });
         let shutdown = state.shutdown.clone();
-        axum::serve(net::Listener::new(listener), app.into_make_service_with_connect_info::<net::Client>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await?;
+        axum::serve(
+            net::Listener::new(listener, state.config.coalesce()),
+            app.into_make_service_with_connect_info::<net::Client>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
         state.connections.close();
         if tokio::time::timeout(Duration::from_secs(5), state.connections.wait()).await.is_err() {
             tracing::warn!("some connections did not close within 5 s");

@@ -8,6 +8,12 @@
 //! with no task woken, no channel and no re-encoding. Whatever the socket does not take
 //! at once waits in the queue, bounded, and the connection task writes it when the
 //! socket is writable again.
+//!
+//! Under load, frames for one connection are also coalesced over a short window: an event
+//! that comes less than the window after the socket's last write waits, and one flusher
+//! writes every such socket once per window, all its waiting frames with one `writev`.
+//! A connection that gets an event now and then has it written at once; one that gets
+//! hundreds a second has them written a few at a time, with a few milliseconds' delay.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,13 +22,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{ready, Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::hub::Direct;
 
@@ -32,11 +40,61 @@ const WRITEV_MAX: usize = 64;
 /// The server's listener: TCP connections with `TCP_NODELAY`, as [`Socket`]s.
 pub struct Listener {
     inner: TcpListener,
+    flusher: Option<Arc<Flusher>>,
+    _stop: DropGuard,
 }
 
 impl Listener {
-    pub fn new(inner: TcpListener) -> Listener {
-        Listener { inner }
+    /// `window`: how long a busy connection's events may wait to be written together (zero:
+    /// never). Starts the flusher, which stops with the listener.
+    pub fn new(inner: TcpListener, window: Duration) -> Listener {
+        let stop = CancellationToken::new();
+        let flusher = (!window.is_zero()).then(|| {
+            let flusher = Arc::new(Flusher { window, dirty: Mutex::new(Vec::new()), wake: Notify::new() });
+            tokio::spawn(flush_loop(flusher.clone(), stop.clone()));
+            flusher
+        });
+        Listener { inner, flusher, _stop: stop.drop_guard() }
+    }
+}
+
+/// Writes the sockets whose frames wait for their window to pass.
+struct Flusher {
+    window: Duration,
+    dirty: Mutex<Vec<Socket>>,
+    wake: Notify,
+}
+
+impl Flusher {
+    fn add(&self, socket: Socket) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        dirty.push(socket);
+        if dirty.len() == 1 {
+            self.wake.notify_one();
+        }
+    }
+}
+
+async fn flush_loop(flusher: Arc<Flusher>, stop: CancellationToken) {
+    let mut sockets = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = flusher.wake.notified() => {}
+        }
+        // The first frame waiting came less than a window after its socket's last write.
+        tokio::time::sleep(flusher.window).await;
+        loop {
+            std::mem::swap(&mut sockets, &mut *flusher.dirty.lock().unwrap_or_else(PoisonError::into_inner));
+            if sockets.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            for socket in sockets.drain(..) {
+                socket.flush_waiting(now);
+            }
+            tokio::time::sleep(flusher.window).await;
+        }
     }
 }
 
@@ -53,7 +111,7 @@ impl axum::serve::Listener for Listener {
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, "TCP_NODELAY");
                     }
-                    return (Socket::new(stream), addr);
+                    return (Socket::new(stream, self.flusher.clone()), addr);
                 }
                 // The peer gave up before we took it: nothing to do.
                 Err(error) if is_connection_error(&error) => {}
@@ -99,6 +157,7 @@ pub struct Socket(Arc<Shared>);
 struct Shared {
     stream: TcpStream,
     out: Mutex<Out>,
+    flusher: Option<Arc<Flusher>>,
 }
 
 #[derive(Default)]
@@ -117,6 +176,10 @@ struct Out {
     failed: bool,
     /// The connection task, waiting for something to drain.
     drainer: Option<Waker>,
+    /// When a publisher's frame was last written to the socket.
+    last_write: Option<Instant>,
+    /// In the flusher's list.
+    dirty: bool,
 }
 
 impl fmt::Debug for Socket {
@@ -126,8 +189,27 @@ impl fmt::Debug for Socket {
 }
 
 impl Socket {
-    fn new(stream: TcpStream) -> Socket {
-        Socket(Arc::new(Shared { stream, out: Mutex::new(Out::default()) }))
+    fn new(stream: TcpStream, flusher: Option<Arc<Flusher>>) -> Socket {
+        Socket(Arc::new(Shared { stream, out: Mutex::new(Out::default()), flusher }))
+    }
+
+    /// The flusher's turn: write what waited for the window.
+    fn flush_waiting(&self, now: Instant) {
+        let mut out = self.out();
+        out.dirty = false;
+        if out.chunks.is_empty() || out.failed {
+            return;
+        }
+        out.last_write = Some(now);
+        match write_out(&self.0.stream, &mut out) {
+            Ok(true) => {}
+            // The socket is full, or failed: the connection task takes over.
+            Ok(false) | Err(_) => {
+                if let Some(waker) = out.drainer.take() {
+                    waker.wake();
+                }
+            }
+        }
     }
 
     fn out(&self) -> MutexGuard<'_, Out> {
@@ -251,26 +333,49 @@ impl Direct for Socket {
         if out.chunks.len() >= out.limit {
             return false;
         }
-        let was_empty = out.chunks.is_empty();
-        if was_empty {
-            match self.0.stream.try_write(frame) {
-                Ok(written) if written == frame.len() => return true,
-                Ok(written) => {
-                    out.chunks.push_back(frame.clone());
-                    out.sent = written;
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => out.chunks.push_back(frame.clone()),
-                Err(_) => {
-                    out.failed = true;
-                    return true;
-                }
-            }
-            // The rest waits for the socket: the connection task writes it.
-            if let Some(waker) = out.drainer.take() {
-                waker.wake();
-            }
-        } else {
+        if !out.chunks.is_empty() {
+            // Behind what waits already: whoever writes that writes this too.
             out.chunks.push_back(frame.clone());
+            if out.dirty && out.chunks.len() >= WRITEV_MAX.min(out.limit / 2).max(1) {
+                // Waiting for the window, but enough to share one write already: the bound is
+                // for peers that do not read, not for busy ones.
+                out.last_write = Some(Instant::now());
+                if !matches!(write_out(&self.0.stream, &mut out), Ok(true)) {
+                    if let Some(waker) = out.drainer.take() {
+                        waker.wake();
+                    }
+                }
+            }
+            return true;
+        }
+        let now = Instant::now();
+        if let Some(flusher) = &self.0.flusher {
+            if out.last_write.is_some_and(|last| now.saturating_duration_since(last) < flusher.window) {
+                // Written less than a window ago: wait, and go out with whatever follows.
+                out.chunks.push_back(frame.clone());
+                if !out.dirty {
+                    out.dirty = true;
+                    flusher.add(self.clone());
+                }
+                return true;
+            }
+        }
+        out.last_write = Some(now);
+        match self.0.stream.try_write(frame) {
+            Ok(written) if written == frame.len() => return true,
+            Ok(written) => {
+                out.chunks.push_back(frame.clone());
+                out.sent = written;
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => out.chunks.push_back(frame.clone()),
+            Err(_) => {
+                out.failed = true;
+                return true;
+            }
+        }
+        // The rest waits for the socket: the connection task writes it.
+        if let Some(waker) = out.drainer.take() {
+            waker.wake();
         }
         true
     }
@@ -364,7 +469,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Socket::new(server), client)
+        (Socket::new(server, None), client)
     }
 
     fn never() -> impl FnMut() -> bool {
@@ -399,6 +504,52 @@ mod tests {
         let mut got = [0u8; 3];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"123");
+    }
+
+    #[tokio::test]
+    async fn frames_close_behind_a_write_wait_for_the_window_and_go_out_together() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let mut server = Listener::new(listener, Duration::from_millis(300));
+        let (socket, _) = axum::serve::Listener::accept(&mut server).await;
+        socket.attach(8);
+        assert!(socket.release(|| true));
+        let started = Instant::now();
+        for frame in [&b"a"[..], b"b", b"c"] {
+            assert!(socket.offer(&Bytes::copy_from_slice(frame), false, &mut never()));
+        }
+        let mut got = [0u8; 1];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"a", "the first is written at once");
+        assert!(socket.is_draining(), "the others wait for the window");
+        let mut rest = [0u8; 2];
+        client.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"bc");
+        assert!(started.elapsed() >= Duration::from_millis(250), "written after the window");
+        // Quiet for longer than the window: the next one is written at once again.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let sent = Instant::now();
+        assert!(socket.offer(&Bytes::from_static(b"d"), false, &mut never()));
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"d");
+        assert!(sent.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn a_busy_peer_that_reads_is_not_taken_for_a_slow_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let mut server = Listener::new(listener, Duration::from_secs(60));
+        let (socket, _) = axum::serve::Listener::accept(&mut server).await;
+        socket.attach(8);
+        assert!(socket.release(|| true));
+        // Far more than the bound within one window: they are written in groups, not refused.
+        for _ in 0..100 {
+            assert!(socket.offer(&Bytes::from_static(b"x"), false, &mut never()));
+        }
+        let mut got = vec![0u8; 97];
+        client.read_exact(&mut got).await.unwrap();
+        assert!(got.iter().all(|&b| b == b'x'));
     }
 
     #[tokio::test]
