@@ -88,6 +88,13 @@ kind_of() {
     case "$1" in switchboard-*) echo switchboard ;; *) echo "$1" ;; esac
 }
 
+# No server: what one send costs here, the least any server pays per delivery (docs/benchmarks.md).
+echo "== send floor" >&2
+taskset -c "$BENCH_CPU" "$BENCH_BIN" --target switchboard-web --json send-floor --connections 1000 \
+    --sender-cpu "$SERVER_CPU" --reader-cpu "$BENCH_CPU" 2>>"$OUT/bench.err" |
+    python3 -c 'import json,sys; [print(json.dumps({**json.loads(l), "label": "send-floor"})) for l in sys.stdin if l.strip()]' >>"$RESULTS" ||
+    echo "   failed: $(tail -1 "$OUT/bench.err")" >&2
+
 for target in $TARGETS; do
     kind="$(kind_of "$target")"
     start_server "$kind"

@@ -152,10 +152,37 @@ def floors(results, target="switchboard-web"):
     return "\n".join(checks)
 
 
+def send_floor(results):
+    """The kernel's part alone, and each fan-out figure as a multiple of it."""
+    f = results.get(("send-floor", "floor"))
+    if f is None:
+        return None
+    floor = f["cpu_us_per_send"]
+    lines = [
+        f"Send floor (no server: one pinned thread, one send() of a {f['bytes']}-byte frame to each of "
+        f"{f['connections']:,} loopback connections): {floor:.2f} µs CPU per send; a round of "
+        f"{f['connections']:,} sends takes p50 {f['round_p50_ms']:.2f} ms, p99 {f['round_p99_ms']:.2f} ms.",
+        "Server CPU per delivery as a multiple of that floor:",
+    ]
+    for label in ("fanout-100-50k", "fanout-1000-50k"):
+        cells = []
+        for target in SWITCHBOARD + BASELINES:
+            us = value(results, label, target, fanout("server_us_per_delivery"))
+            if us is not None:
+                cells.append(f"{target} {us / floor:.2f}×")
+        if cells:
+            lines.append(f"- {label}: " + ", ".join(cells))
+    return "\n".join(lines)
+
+
 def main():
     results = load(sys.argv[1])
     print(table(results))
     print()
+    floor = send_floor(results)
+    if floor:
+        print(floor)
+        print()
     print("Floors (issue 6), Switchboard /ws:")
     print(floors(results))
 

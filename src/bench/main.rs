@@ -12,6 +12,7 @@
 //!   message to all of them and the time until the last one has it.
 //! - `connect`: connections opened (and joined) per second.
 
+mod floor;
 mod measure;
 mod process;
 mod target;
@@ -117,6 +118,22 @@ enum Workload {
     Connect {
         #[arg(long, default_value_t = 2000)]
         connections: usize,
+    },
+    /// No server: the least one delivery costs on this machine, one `send` of a frame to each
+    /// of N loopback connections from a thread pinned to the server's core (`--target` and
+    /// `--addr` are not used).
+    SendFloor {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Bytes per frame (a chat message frame of the fan-out runs is about 180).
+        #[arg(long, default_value_t = 180)]
+        bytes: usize,
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        #[arg(long, default_value_t = 0)]
+        sender_cpu: usize,
+        #[arg(long, default_value_t = 1)]
+        reader_cpu: usize,
     },
 }
 
@@ -643,13 +660,47 @@ impl Bench {
     }
 }
 
+/// The send floor, reported like the other workloads.
+fn send_floor(
+    connections: usize,
+    bytes: usize,
+    rounds: usize,
+    sender_cpu: usize,
+    reader_cpu: usize,
+    json: bool,
+) -> Result<(), String> {
+    let f = floor::measure(connections, bytes.max(1), rounds.max(1), sender_cpu, reader_cpu)
+        .map_err(|e| format!("send floor: {e}"))?;
+    if json {
+        let line = serde_json::json!({
+            "workload": "send-floor", "target": "floor", "connections": f.connections, "bytes": f.bytes,
+            "rounds": f.rounds, "cpu_us_per_send": f.cpu_us_per_send,
+            "round_p50_ms": f.round_p50_ms, "round_p99_ms": f.round_p99_ms,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "send floor: {} connections, {}-byte frames: {:.2} µs CPU per send; a round of {} sends takes p50 {:.2} ms, p99 {:.2} ms",
+            f.connections, f.bytes, f.cpu_us_per_send, f.connections, f.round_p50_ms, f.round_p99_ms
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     let limit = process::raise_file_limit();
+    if let Workload::SendFloor { connections, bytes, rounds, sender_cpu, reader_cpu } = cli.workload {
+        if 2 * connections as u64 + 32 > limit {
+            return Err(format!("{connections} connections need more open files than the limit of {limit}"));
+        }
+        return send_floor(connections, bytes, rounds, sender_cpu, reader_cpu, cli.json);
+    }
     let (connections, senders) = match &cli.workload {
         Workload::Fanout { subscribers, senders, stalled, .. } => (subscribers + stalled, *senders),
         Workload::Ramp { subscribers, senders, .. } => (*subscribers, *senders),
         Workload::Idle { connections, .. } => (*connections, 1),
         Workload::Connect { connections } => (*connections, 0),
+        Workload::SendFloor { .. } => (0, 0),
     };
     if connections as u64 + 32 > limit {
         return Err(format!("{connections} connections need more open files than the limit of {limit}"));
@@ -695,6 +746,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             bench.idle(connections, settle, broadcast_timeout).await
         }
         Workload::Connect { connections } => bench.connect(connections).await,
+        Workload::SendFloor { .. } => Ok(()),
     }
 }
 
