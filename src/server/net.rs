@@ -472,6 +472,17 @@ mod tests {
         (Socket::new(server, None), client)
     }
 
+    /// A socket from a listener that coalesces over `window`, attached (bound 8) and released.
+    async fn coalescing(window: Duration) -> (Listener, Socket, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let mut server = Listener::new(listener, window);
+        let (socket, _) = axum::serve::Listener::accept(&mut server).await;
+        socket.attach(8);
+        assert!(socket.release(|| true));
+        (server, socket, client)
+    }
+
     fn never() -> impl FnMut() -> bool {
         || panic!("queued while nothing holds")
     }
@@ -508,12 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_close_behind_a_write_wait_for_the_window_and_go_out_together() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let mut server = Listener::new(listener, Duration::from_millis(300));
-        let (socket, _) = axum::serve::Listener::accept(&mut server).await;
-        socket.attach(8);
-        assert!(socket.release(|| true));
+        let (_server, socket, mut client) = coalescing(Duration::from_millis(300)).await;
         let started = Instant::now();
         for frame in [&b"a"[..], b"b", b"c"] {
             assert!(socket.offer(&Bytes::copy_from_slice(frame), false, &mut never()));
@@ -537,12 +543,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_busy_peer_that_reads_is_not_taken_for_a_slow_one() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let mut server = Listener::new(listener, Duration::from_secs(60));
-        let (socket, _) = axum::serve::Listener::accept(&mut server).await;
-        socket.attach(8);
-        assert!(socket.release(|| true));
+        let (_server, socket, mut client) = coalescing(Duration::from_secs(60)).await;
         // Far more than the bound within one window: they are written in groups, not refused.
         for _ in 0..100 {
             assert!(socket.offer(&Bytes::from_static(b"x"), false, &mut never()));

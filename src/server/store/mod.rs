@@ -65,6 +65,20 @@ pub struct NewMessage {
     pub text: String,
 }
 
+impl NewMessage {
+    /// The message as stored, at `offset`.
+    fn stored(&self, offset: u64, ts: i64) -> Appended {
+        let message = ChatMessage {
+            offset,
+            id: self.client_id.clone(),
+            author: self.author.clone(),
+            text: self.text.clone(),
+            ts,
+        };
+        Appended { message, duplicate: false }
+    }
+}
+
 /// What became of a [`NewMessage`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -276,16 +290,7 @@ impl MessageWriter {
             let head = heads.entry(m.room_id).or_insert(0);
             *head += 1;
             query = query.bind(m.room_id).bind(*head).bind(&m.client_id).bind(&m.author).bind(&m.text).bind(ts);
-            out.push(Appended {
-                message: ChatMessage {
-                    offset: *head as u64,
-                    id: m.client_id.clone(),
-                    author: m.author.clone(),
-                    text: m.text.clone(),
-                    ts,
-                },
-                duplicate: false,
-            });
+            out.push(m.stored(*head as u64, ts));
         }
         query.execute(&mut self.conn).await?;
         self.heads = heads;
@@ -321,16 +326,7 @@ impl MessageWriter {
                 .bind(ts)
                 .execute(&mut *tx)
                 .await?;
-            out.push(Appended {
-                message: ChatMessage {
-                    offset: *head as u64,
-                    id: m.client_id.clone(),
-                    author: m.author.clone(),
-                    text: m.text.clone(),
-                    ts,
-                },
-                duplicate: false,
-            });
+            out.push(m.stored(*head as u64, ts));
         }
         tx.commit().await?;
         self.heads = heads;
