@@ -101,3 +101,16 @@ pub fn measure(
         round_p99_ms: walls.quantile(0.99) as f64 / 1e6,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_sent_is_read_and_the_costs_are_counted() {
+        let floor = measure(8, 100, 3, 0, 0).expect("a run on loopback");
+        assert_eq!((floor.connections, floor.bytes, floor.rounds), (8, 100, 3));
+        assert!(floor.cpu_us_per_send > 0.0 && floor.cpu_us_per_send < 10_000.0, "{}", floor.cpu_us_per_send);
+        assert!(floor.round_p50_ms > 0.0 && floor.round_p99_ms >= floor.round_p50_ms);
+    }
+}

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -150,7 +149,7 @@ struct Connection {
     batch: Vec<Arc<Event>>,
     /// The socket under the WebSocket, which publishers write events into themselves while
     /// this task is idle (see `net`).
-    direct: Option<Socket>,
+    direct: Socket,
     hub: Arc<Hub>,
     chat: Arc<Chat>,
     sensors: Arc<Sensors>,
@@ -159,13 +158,11 @@ struct Connection {
 }
 
 /// Serve one upgraded socket until it closes.
-pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Identity, direct: Option<Socket>) {
+pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Identity, direct: Socket) {
     let (peer, events) = state.hub.connect(state.config.queue_frames);
-    if let Some(direct) = &direct {
-        // Held until the welcome and the first subscriptions are written.
-        direct.attach(state.config.queue_frames);
-        peer.set_direct(Box::new(direct.clone()));
-    }
+    // Held until the welcome and the first subscriptions are written.
+    direct.attach(state.config.queue_frames);
+    peer.set_direct(Box::new(direct.clone()));
     let mut conn = Connection {
         socket,
         dialect,
@@ -251,7 +248,7 @@ impl Connection {
                     }
                 }
                 // What publishers wrote that the socket did not take at once.
-                drained = std::future::poll_fn(|cx| direct.as_ref().map_or(Poll::Pending, |d| d.poll_drain(cx))) => {
+                drained = std::future::poll_fn(|cx| direct.poll_drain(cx)) => {
                     if drained.is_err() {
                         break End::WriteFailed;
                     }
@@ -278,9 +275,7 @@ impl Connection {
                         Some(Ok(message)) => {
                             // Events wait for the answer: a client sees `subscribed` before the
                             // topic's events, and a replay before what followed it.
-                            if let Some(direct) = &direct {
-                                direct.hold();
-                            }
+                            direct.hold();
                             match Box::pin(self.on_message(message)).await {
                                 Ok(true) => {}
                                 Ok(false) => break End::ClientClosed,
@@ -370,7 +365,7 @@ impl Connection {
     /// Write what publishers queued for this task, then let them write to the socket
     /// themselves again.
     async fn release(&mut self) -> Result<(), End> {
-        let Some(direct) = self.direct.clone() else { return Ok(()) };
+        let direct = self.direct.clone();
         loop {
             let events = &self.events;
             if direct.release(|| events.is_empty()) {

@@ -124,7 +124,7 @@ impl Peer {
         if !accepted {
             self.kick();
         }
-        accepted && !self.is_kicked()
+        accepted
     }
 
     /// Queue an event for the connection's task.

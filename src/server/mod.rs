@@ -28,7 +28,6 @@ use axum::extract::{ConnectInfo, FromRef, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Extension;
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -196,7 +195,7 @@ fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
 
 async fn upgrade(
     ws: WebSocketUpgrade,
-    client: Option<net::Client>,
+    client: net::Client,
     headers: &HeaderMap,
     state: AppState,
     dialect: Dialect,
@@ -228,7 +227,7 @@ async fn upgrade(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            gateway::run(socket, state, dialect, who, client.map(|c| c.socket)).await;
+            gateway::run(socket, state, dialect, who, client.socket).await;
             drop(guard);
         })
 }
@@ -243,11 +242,11 @@ const READ_BUFFER_BYTES: usize = 1024;
 fn ws_endpoint(dialect: Dialect) -> axum::routing::MethodRouter<AppState> {
     get(
         move |ws: WebSocketUpgrade,
-              client: Option<Extension<ConnectInfo<net::Client>>>,
+              ConnectInfo(client): ConnectInfo<net::Client>,
               State(state): State<AppState>,
               headers: HeaderMap,
               Query(query): Query<WsQuery>| async move {
-            upgrade(ws, client.map(|c| c.0 .0), &headers, state, dialect, query).await
+            upgrade(ws, client, &headers, state, dialect, query).await
         },
     )
 }

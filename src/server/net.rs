@@ -182,6 +182,15 @@ struct Out {
     dirty: bool,
 }
 
+impl Out {
+    /// Hand what waits to the connection task: it writes once the socket is writable.
+    fn wake_drainer(&mut self) {
+        if let Some(waker) = self.drainer.take() {
+            waker.wake();
+        }
+    }
+}
+
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket").field("peer", &self.0.stream.peer_addr().ok()).finish_non_exhaustive()
@@ -205,9 +214,7 @@ impl Socket {
             Ok(true) => {}
             // The socket is full, or failed: the connection task takes over.
             Ok(false) | Err(_) => {
-                if let Some(waker) = out.drainer.take() {
-                    waker.wake();
-                }
+                out.wake_drainer();
             }
         }
     }
@@ -243,26 +250,22 @@ impl Socket {
     }
 
     /// Whether bytes wait for the socket.
-    pub fn is_draining(&self) -> bool {
+    #[cfg(test)]
+    fn is_draining(&self) -> bool {
         !self.out().chunks.is_empty()
     }
 
     /// Write what waits once the socket takes it. Pending while nothing waits (woken when
-    /// something does); ready once everything was written.
+    /// something does); ready once everything was written, or with the socket's error.
     pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            {
-                let mut out = self.out();
-                if out.chunks.is_empty() {
-                    out.drainer = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                if write_out(&self.0.stream, &mut out)? {
-                    return Poll::Ready(Ok(()));
-                }
+        {
+            let mut out = self.out();
+            if out.chunks.is_empty() && !out.failed {
+                out.drainer = Some(cx.waker().clone());
+                return Poll::Pending;
             }
-            ready!(self.0.stream.poll_write_ready(cx))?;
         }
+        self.poll_room(cx).map_ok(drop)
     }
 
     /// Drain what waits, then see whether `bufs` may be written now.
@@ -341,9 +344,7 @@ impl Direct for Socket {
                 // for peers that do not read, not for busy ones.
                 out.last_write = Some(Instant::now());
                 if !matches!(write_out(&self.0.stream, &mut out), Ok(true)) {
-                    if let Some(waker) = out.drainer.take() {
-                        waker.wake();
-                    }
+                    out.wake_drainer();
                 }
             }
             return true;
@@ -374,9 +375,7 @@ impl Direct for Socket {
             }
         }
         // The rest waits for the socket: the connection task writes it.
-        if let Some(waker) = out.drainer.take() {
-            waker.wake();
-        }
+        out.wake_drainer();
         true
     }
 }
