@@ -1,8 +1,10 @@
 # Switchboard's build. `make run` and `make test` install what they need on a fresh machine.
 #
 # The browser bundle is built with cargo, wasm-bindgen (the CLI at exactly the version
-# pinned in Cargo.toml) and npm's binaryen wasm-opt; then the server binary. cargo-leptos
-# does the same for those who have it (`cargo leptos watch`), from [package.metadata.leptos].
+# pinned in Cargo.toml), our split step (tools/wasm-split: the main module and one module
+# per lazily loaded page) and npm's binaryen wasm-opt; then the server binary. cargo-leptos
+# does the same for those who have it (`cargo leptos watch --split`), from
+# [package.metadata.leptos].
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,6 +18,10 @@ WASM_PROFILE := wasm-release
 WASM_IN := target/$(WASM_TARGET)/$(WASM_PROFILE)/switchboard.wasm
 WASM_BINDGEN_VERSION := $(shell sed -n 's/^wasm-bindgen = { version = "=\([0-9.]*\)".*/\1/p' Cargo.toml)
 WASM_OPT := tools/node_modules/.bin/wasm-opt
+WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue
+WASM_SPLIT := tools/wasm-split/target/release/switchboard-wasm-split
+WASM_MAIN := target/wasm-split/switchboard.wasm
 ATLAS := tools/node_modules/world-atlas/countries-110m.json
 CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
@@ -32,6 +38,8 @@ tools:
 	    || $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
 	@[ -x $(WASM_OPT) ] && [ -f $(ATLAS) ] || (cd tools && npm install --no-audit --no-fund)
+	@[ -x $(WASM_SPLIT) ] && [ $(WASM_SPLIT) -nt tools/wasm-split/src/main.rs ] \
+	  || $(CARGO) build --release --locked --manifest-path tools/wasm-split/Cargo.toml
 
 ## Build the browser bundle and the server (release).
 build: $(SERVER) $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.css site-assets
@@ -39,11 +47,14 @@ build: $(SERVER) $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.css site-assets
 $(PKG)/switchboard_bg.wasm: $(SOURCES) | tools
 	$(CARGO) build --lib --target $(WASM_TARGET) --profile $(WASM_PROFILE) --no-default-features --features hydrate
 	mkdir -p $(PKG)
-	wasm-bindgen --target web --no-typescript --out-dir $(PKG) --out-name switchboard $(WASM_IN)
-	$(WASM_OPT) -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-	  --enable-mutable-globals --enable-reference-types --enable-multivalue \
-	  $(PKG)/switchboard_bg.wasm -o $(PKG)/switchboard_bg.wasm
-	@echo "wasm bundle: $$(gzip -9 -c $(PKG)/switchboard_bg.wasm | wc -c) bytes gzipped"
+	rm -f $(PKG)/split_*.wasm $(PKG)/chunk_*.wasm $(PKG)/__wasm_split*
+	mkdir -p $(dir $(WASM_MAIN))
+	$(WASM_SPLIT) $(WASM_IN) $(PKG) $(WASM_MAIN) > target/wasm-split/modules
+	wasm-bindgen --target web --no-typescript --keep-lld-exports --out-dir $(PKG) --out-name switchboard $(WASM_MAIN)
+	for module in $(PKG)/switchboard_bg.wasm $$(cat target/wasm-split/modules); do \
+	  $(WASM_OPT) $(WASM_OPT_FLAGS) $$module -o $$module 2>&1 | { grep -v 'unknown name subsection' || true; }; \
+	done
+	@tools/wasm_size.sh $(PKG)
 
 $(PKG)/switchboard.css: style/main.css
 	mkdir -p $(PKG)
@@ -69,7 +80,7 @@ simulate: $(SERVER)
 
 ## The gzip size of the release WASM bundle.
 wasm-size: $(PKG)/switchboard_bg.wasm
-	@gzip -9 -c $(PKG)/switchboard_bg.wasm | wc -c
+	@tools/wasm_size.sh $(PKG)
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -6,16 +6,42 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
 use crate::client;
 use crate::components::connection::{ConnState, ConnectionBadge};
 use crate::error::AppError;
 use crate::pages::account::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
-use crate::pages::chat::ChatPage;
-use crate::pages::map::{MapBenchPage, MapPage};
-use crate::pages::sensors::{ChartBenchPage, SensorsPage};
-use crate::pages::settings::SettingsPage;
+
+/// A page whose code the browser fetches when the page is first opened, not with the rest
+/// of the app: each is a WASM module of its own (`make` splits the bundle at these). On a
+/// page's first load the server's HTML links its module for preloading, and hydration
+/// waits for it. The page components are named only in here, so that nothing else in the
+/// main module keeps their code there.
+macro_rules! lazy_page {
+    ($route:ident, $page:path) => {
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(this: Self) -> AnyView {
+                let $route = this;
+                $page().into_any()
+            }
+        }
+    };
+}
+
+lazy_page!(ChatRoute, crate::pages::chat::ChatPage);
+lazy_page!(MapRoute, crate::pages::map::MapPage);
+lazy_page!(MapBenchRoute, crate::pages::map::MapBenchPage);
+lazy_page!(SensorsRoute, crate::pages::sensors::SensorsPage);
+lazy_page!(ChartBenchRoute, crate::pages::sensors::ChartBenchPage);
+lazy_page!(SettingsRoute, crate::pages::settings::SettingsPage);
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -76,11 +102,8 @@ pub fn App() -> impl IntoView {
     };
     provide_context(session);
 
-    // Effects run only in the browser, after hydration.
-    Effect::new(move |_| {
-        set_hydrated.set(true);
-        client::mark_hydrated();
-    });
+    // Set in the browser once the whole page has hydrated, the lazily loaded page included.
+    client::on_hydrated(move || set_hydrated.set(true));
     Effect::new(move |_| match session.me.get() {
         Some(Ok(me)) if me.user.is_some() => client::start(None, session.conn),
         Some(Ok(me)) if me.guest_access => {
@@ -128,15 +151,15 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="notfound">"Page not found."</p> }>
                     // Async: the whole page, history included, is in the first HTML response,
                     // so it reads without JavaScript.
-                    <Route path=path!("/") view=ChatPage ssr=SsrMode::Async/>
-                    <Route path=path!("/rooms/:room") view=ChatPage ssr=SsrMode::Async/>
-                    <Route path=path!("/rooms/:room/map") view=MapPage ssr=SsrMode::Async/>
-                    <Route path=path!("/bench/map") view=MapBenchPage/>
-                    <Route path=path!("/sensors") view=SensorsPage ssr=SsrMode::Async/>
-                    <Route path=path!("/bench/chart") view=ChartBenchPage/>
+                    <Route path=path!("/") view={Lazy::<ChatRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/rooms/:room") view={Lazy::<ChatRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/rooms/:room/map") view={Lazy::<MapRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/bench/map") view={Lazy::<MapBenchRoute>::new()}/>
+                    <Route path=path!("/sensors") view={Lazy::<SensorsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/bench/chart") view={Lazy::<ChartBenchRoute>::new()}/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/signup") view=SignUpPage ssr=SsrMode::Async/>
-                    <Route path=path!("/settings") view=SettingsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()} ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -18,5 +18,11 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // As `leptos::mount::hydrate_lazy`: a page's own module (see `app::lazy_page`) is fetched
+    // before its part of the page hydrates. Only when all of it has is the page marked live.
+    wasm_bindgen_futures::spawn_local(async {
+        let owner = leptos::mount::hydrate_from_async(leptos::tachys::dom::body(), app::App).await;
+        owner.forget();
+        client::hydrated();
+    });
 }

@@ -14,9 +14,9 @@ mod socket;
 pub use socket::{clear_watch, locate, stop_sharing, watch_position};
 #[cfg(feature = "hydrate")]
 pub use socket::{
-    mark_hydrated, mark_read, muted_rooms, my_name, notification_permission, notify, on_visible, page_hidden, publish,
-    request_history, request_notifications, set_muted_rooms, start, store_name, stored_name, subscribe, typing,
-    unsubscribe,
+    hydrated, mark_read, muted_rooms, my_name, notification_permission, notify, on_hydrated, on_visible, page_hidden,
+    publish, request_history, request_notifications, set_muted_rooms, start, store_name, stored_name, subscribe,
+    typing, unsubscribe,
 };
 
 #[cfg(not(feature = "hydrate"))]
@@ -35,7 +35,7 @@ mod inert {
     ) -> u64 {
         0
     }
-    pub fn mark_hydrated() {}
+    pub fn on_hydrated(_f: impl FnOnce() + 'static) {}
     pub fn locate(_topic: &str, _latitude: f64, _longitude: f64, _trail: bool) {}
     pub fn stop_sharing(_topic: &str) {}
     pub fn watch_position(

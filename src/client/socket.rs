@@ -177,7 +177,7 @@ fn connect(live: &Rc<Live>) {
         let Some(live) = current(generation) else { return };
         live.last_heard.set(now_ms());
         let Some(text) = event.data().as_string() else { return };
-        match serde_json::from_str::<ServerFrame>(&text) {
+        match ServerFrame::from_json(&text) {
             Ok(frame) => dispatch(&live, frame),
             Err(error) => leptos::logging::warn!("unreadable frame: {error}"),
         }
@@ -478,8 +478,21 @@ pub fn mark_read(topic: &str, offset: u64) {
     }
 }
 
-/// Leave a mark that tests (and the curious) can wait for: the page is hydrated.
-pub fn mark_hydrated() {
+thread_local! {
+    static ON_HYDRATED: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+}
+
+/// Run `f` when the page has hydrated (see [`hydrated`]).
+pub fn on_hydrated(f: impl FnOnce() + 'static) {
+    ON_HYDRATED.with(|slot| *slot.borrow_mut() = Some(Box::new(f)));
+}
+
+/// The whole page has hydrated, its lazily loaded part included: run what waits for that, and
+/// leave a mark that tests (and the curious) can wait for.
+pub fn hydrated() {
+    if let Some(f) = ON_HYDRATED.with(|slot| slot.borrow_mut().take()) {
+        f();
+    }
     let _ = js_sys::Reflect::set(&window(), &JsValue::from_str("__switchboard_hydrated"), &JsValue::TRUE);
 }
 

@@ -640,7 +640,7 @@ impl Walk {
                 }
                 message = ws.next() => match message {
                     Some(Ok(Message::Text(text))) => {
-                        if let Ok(ServerFrame::Error { code, message, .. }) = serde_json::from_str(&text) {
+                        if let Ok(ServerFrame::Error { code, message, .. }) = ServerFrame::from_json(&text) {
                             self.stats.error(format!("{}: {code:?}: {message}", self.name));
                         }
                     }

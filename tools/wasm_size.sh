@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The browser bundle's size, gzipped (-9): the main module, and for each lazily loaded page
+# what its first visit fetches (the main module, the page's module and the shared modules
+# it needs, from the split manifest). Usage: tools/wasm_size.sh [PKG_DIR]
+set -euo pipefail
+exec python3 - "${1:-target/site/pkg}" <<'PY'
+import gzip, json, os, sys
+
+pkg = sys.argv[1]
+size = lambda stem: len(gzip.compress(open(os.path.join(pkg, stem + ".wasm"), "rb").read(), 9))
+main = size("switchboard_bg")
+print(f"wasm main module: {main} bytes gzipped ({main / 1024:.0f} KiB)")
+path = os.path.join(pkg, "__wasm_split_manifest.json")
+manifest = json.load(open(path)) if os.path.exists(path) else {}
+worst = main
+for split, stems in sorted(manifest.items()):
+    page = split.strip("_").rsplit("_", 1)[0].removesuffix("_route_view")
+    total = main + sum(size(s) for s in stems)
+    worst = max(worst, total)
+    print(f"  page {page}: {total} bytes gzipped ({total / 1024:.0f} KiB) on first load, {len(stems)} modules")
+print(f"wasm largest first load: {worst} bytes gzipped ({worst / 1024:.0f} KiB)")
+PY
