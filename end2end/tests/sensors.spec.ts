@@ -187,3 +187,32 @@ test("pause holds the window, one chart shows all picked sensors, and the owner 
   expect(gone.status()).toBe(404);
   await api.dispose();
 });
+
+test("a page's code is fetched when the page is first opened, and works when it arrives", async ({ browser }) => {
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  const modules: string[] = [];
+  page.on("response", (response: any) => {
+    const path = new URL(response.url()).pathname;
+    if (path.startsWith("/pkg/") && path.endsWith(".wasm")) modules.push(path);
+  });
+  await signUp(page, unique("lou"));
+  // The chat is open: its module came, the dashboard's did not.
+  expect(modules.some((m) => m.includes("split___chat_route"))).toBe(true);
+  expect(modules.some((m) => m.includes("split___sensors_route"))).toBe(false);
+  const bundle = await context.request.get("/pkg/switchboard_bg.wasm");
+  expect(bundle.headers()["cache-control"]).toBe("no-cache");
+
+  await page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name: "Sensors" }).click();
+  await expect(page).toHaveURL(/\/sensors$/);
+  await expect(page.getByRole("heading", { name: "Sensors" })).toBeVisible();
+  expect(modules.some((m) => m.includes("split___sensors_route"))).toBe(true);
+  // The dashboard is live, not a dead picture: its form registers a sensor, which is picked.
+  const name = unique("shed");
+  await page.getByText("Register a sensor").click();
+  const form = page.locator("form.register-form");
+  await form.getByLabel("Name").fill(name);
+  await form.getByRole("button", { name: "Register" }).click();
+  await expect(page.getByTestId("sensor-token").locator("code.secret")).toHaveText(/^sbs_/);
+  await expect(page.locator(".legend-item", { hasText: name })).toBeVisible();
+});

@@ -168,7 +168,20 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(revalidate_bundle))
         .with_state(state)
+}
+
+/// The browser bundle's modules keep their names from one build to the next, and a page's
+/// main module only works with the split modules of its own build: browsers are told to
+/// revalidate them (a 304 when unchanged) instead of guessing how long a copy stays fresh.
+async fn revalidate_bundle(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let bundle = request.uri().path().starts_with("/pkg/");
+    let mut response = next.run(request).await;
+    if bundle {
+        response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    }
+    response
 }
 
 #[derive(Deserialize)]
