@@ -338,6 +338,12 @@ impl ServerFrame {
     /// frame into a generic tree first and needs a deserializer per variant; this is the
     /// browser's hot path, and that code was a tenth of its bundle.
     pub fn from_json(text: &str) -> Result<ServerFrame, serde_json::Error> {
+        // A derived struct would also take an array of its fields in order: frames are objects.
+        if !text.trim_start().starts_with('{') {
+            use serde::de::Error as _;
+            let found = serde::de::Unexpected::Other("something else");
+            return Err(serde_json::Error::invalid_type(found, &"a frame: a JSON object"));
+        }
         serde_json::from_str::<wire::Fields>(text)?.into_frame()
     }
 }
@@ -743,7 +749,8 @@ mod tests {
             (r#"{"type":"pong","id":"a","id":"b"}"#, "duplicate field `id`"),
             (r#"{"type":"error","code":"no_such_code","message":"m"}"#, "unknown variant `no_such_code`"),
             (r#"{"type":"pong","id":"a"} x"#, "trailing characters"),
-            (r#"["pong"]"#, "invalid type"),
+            (r#"["pong"]"#, "expected a frame: a JSON object"),
+            (r#"  "pong""#, "expected a frame: a JSON object"),
         ];
         for (text, why) in cases {
             let error = ServerFrame::from_json(text).expect_err(text).to_string();
