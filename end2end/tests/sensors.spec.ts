@@ -197,8 +197,9 @@ test("a page's code is fetched when the page is first opened, and works when it 
     if (path.startsWith("/pkg/") && path.endsWith(".wasm")) modules.push(path);
   });
   await signUp(page, unique("lou"));
-  // The chat is open: its module came, the dashboard's did not.
-  expect(modules.some((m) => m.includes("split___chat_route"))).toBe(true);
+  // The chat is open: its module came (perhaps only after the navigation), the dashboard's did not.
+  await expect.poll(() => modules.some((m) => m.includes("split___chat_route"))).toBe(true);
+  await expect(page.getByTestId("connection")).toHaveText("connected");
   expect(modules.some((m) => m.includes("split___sensors_route"))).toBe(false);
   const bundle = await context.request.get("/pkg/switchboard_bg.wasm");
   expect(bundle.headers()["cache-control"]).toBe("no-cache");
@@ -206,7 +207,7 @@ test("a page's code is fetched when the page is first opened, and works when it 
   await page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name: "Sensors" }).click();
   await expect(page).toHaveURL(/\/sensors$/);
   await expect(page.getByRole("heading", { name: "Sensors" })).toBeVisible();
-  expect(modules.some((m) => m.includes("split___sensors_route"))).toBe(true);
+  await expect.poll(() => modules.some((m) => m.includes("split___sensors_route"))).toBe(true);
   // The dashboard is live, not a dead picture: its form registers a sensor, which is picked.
   const name = unique("shed");
   await page.getByText("Register a sensor").click();
