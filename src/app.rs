@@ -29,6 +29,7 @@ macro_rules! lazy_page {
             }
 
             fn view(this: Self) -> AnyView {
+                // Taken apart (a unit struct): `#[lazy]` does not accept `_` as a parameter.
                 let $route = this;
                 $page().into_any()
             }
