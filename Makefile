@@ -47,18 +47,21 @@ build: $(SERVER) $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.css site-assets
 $(PKG)/switchboard_bg.wasm: $(SOURCES) | tools
 	$(CARGO) build --lib --target $(WASM_TARGET) --profile $(WASM_PROFILE) --no-default-features --features hydrate
 	mkdir -p $(PKG)
-	rm -f $(PKG)/split_*.wasm $(PKG)/chunk_*.wasm $(PKG)/__wasm_split*
+	rm -f $(PKG)/split_*.wasm* $(PKG)/chunk_*.wasm* $(PKG)/__wasm_split*
 	mkdir -p $(dir $(WASM_MAIN))
 	$(WASM_SPLIT) $(WASM_IN) $(PKG) $(WASM_MAIN) > target/wasm-split/modules
 	wasm-bindgen --target web --no-typescript --keep-lld-exports --out-dir $(PKG) --out-name switchboard $(WASM_MAIN)
 	for module in $(PKG)/switchboard_bg.wasm $$(cat target/wasm-split/modules); do \
 	  $(WASM_OPT) $(WASM_OPT_FLAGS) $$module -o $$module 2>&1 | { grep -v 'unknown name subsection' || true; }; \
 	done
+	# The gzipped copies the server sends (see `server::bundle`).
+	gzip -9 -kf $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
 	@tools/wasm_size.sh $(PKG)
 
 $(PKG)/switchboard.css: style/main.css
 	mkdir -p $(PKG)
 	cp style/main.css $@
+	gzip -9 -kf $@
 
 .PHONY: site-assets
 site-assets: | tools

@@ -34,6 +34,8 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeader;
 
 use crate::app::{shell, App};
 use auth::Auth;
@@ -167,21 +169,21 @@ pub fn router(state: AppState) -> Router {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
         })
+        .nest_service("/pkg", bundle(&state.leptos_options))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn(revalidate_bundle))
         .with_state(state)
 }
 
-/// The browser bundle's modules keep their names from one build to the next, and a page's
-/// main module only works with the split modules of its own build: browsers are told to
-/// revalidate them (a 304 when unchanged) instead of guessing how long a copy stays fresh.
-async fn revalidate_bundle(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let bundle = request.uri().path().starts_with("/pkg/");
-    let mut response = next.run(request).await;
-    if bundle {
-        response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
-    }
-    response
+/// The browser bundle (`/pkg`): WASM modules, their JavaScript and the CSS.
+/// - Sent gzipped from the `.gz` copies `make` writes beside them (plain to a client that does
+///   not take gzip, or where no copy exists), so no request pays for compressing them.
+/// - Revalidated on every use (a 304 when unchanged): the modules keep their names from one
+///   build to the next, and a page's main module only works with the split modules of its
+///   own build, so a browser must not guess how long a copy stays fresh.
+fn bundle(options: &LeptosOptions) -> SetResponseHeader<ServeDir, header::HeaderValue> {
+    let dir = std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let no_cache = header::HeaderValue::from_static("no-cache");
+    SetResponseHeader::overriding(ServeDir::new(dir).precompressed_gzip(), header::CACHE_CONTROL, no_cache)
 }
 
 #[derive(Deserialize)]
