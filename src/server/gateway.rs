@@ -394,15 +394,10 @@ impl Connection {
         result
     }
 
+    /// Write events as publishers would have: their frames, built once for every recipient,
+    /// into the socket's queue (this task's own WebSocket writes are all flushed by now).
     async fn write_events(&mut self, batch: &[Arc<Event>]) -> Result<(), End> {
-        let socket = &mut self.socket;
-        let send = async {
-            for event in batch {
-                let text = Utf8Bytes::try_from(event.frame.clone()).map_err(axum::Error::new)?;
-                socket.feed(Message::Text(text)).await?;
-            }
-            socket.flush().await
-        };
+        let send = self.direct.write_frames(batch.iter().map(|event| &event.wire));
         tokio::pin!(send);
         // Usually the socket takes it all at once: then no timer is armed.
         if let Some(result) = (&mut send).now_or_never() {

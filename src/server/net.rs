@@ -249,6 +249,20 @@ impl Socket {
         }
     }
 
+    /// The connection task's turn to write events publishers queued for it: `frames` (whole
+    /// WebSocket frames, built once for every recipient) go behind what waits, and are all
+    /// written once the socket takes them. Its own WebSocket writes are flushed before, so
+    /// nothing of theirs waits in between.
+    pub async fn write_frames<'a>(&self, frames: impl IntoIterator<Item = &'a Bytes>) -> io::Result<()> {
+        {
+            let mut out = self.out();
+            if !out.failed {
+                out.chunks.extend(frames.into_iter().cloned());
+            }
+        }
+        std::future::poll_fn(|cx| self.poll_room(cx).map_ok(drop)).await
+    }
+
     /// Whether bytes wait for the socket.
     #[cfg(test)]
     fn is_draining(&self) -> bool {
@@ -514,6 +528,36 @@ mod tests {
         let mut got = [0u8; 3];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"123");
+    }
+
+    #[tokio::test]
+    async fn the_task_writes_queued_frames_behind_what_waits_and_its_own_writes() {
+        let (socket, mut client) = pair().await;
+        socket.attach(8);
+        let mut writer = socket.clone();
+        writer.write_all(b"1").await.unwrap();
+        writer.flush().await.unwrap();
+        let frames = [Bytes::from_static(b"2"), Bytes::from_static(b"34")];
+        socket.write_frames(&frames).await.unwrap();
+        assert!(!socket.is_draining(), "everything written when it returns");
+        writer.write_all(b"5").await.unwrap();
+        writer.flush().await.unwrap();
+        let mut got = [0u8; 5];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"12345");
+        // A socket that failed takes nothing more and says so.
+        drop(client);
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        let mut failed = false;
+        for _ in 0..64 {
+            if socket.write_frames([&big]).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "writes to a closed peer fail");
+        assert!(socket.write_frames([&big]).await.is_err());
+        assert!(!socket.is_draining());
     }
 
     #[tokio::test]
