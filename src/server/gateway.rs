@@ -162,7 +162,7 @@ pub async fn run(socket: WebSocket, state: AppState, dialect: Dialect, who: Iden
     let (peer, events) = state.hub.connect(state.config.queue_frames);
     // Held until the welcome and the first subscriptions are written.
     direct.attach(state.config.queue_frames);
-    peer.set_direct(Box::new(direct.clone()));
+    peer.set_direct(direct.direct());
     let mut conn = Connection {
         socket,
         dialect,

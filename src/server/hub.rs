@@ -77,7 +77,7 @@ pub struct Peer {
     kicked: AtomicBool,
     kick: Notify,
     topics: Mutex<Vec<Arc<str>>>,
-    direct: OnceLock<Box<dyn Direct>>,
+    direct: OnceLock<Arc<dyn Direct>>,
 }
 
 impl Peer {
@@ -108,7 +108,7 @@ impl Peer {
     }
 
     /// Let publishers write this peer's events into `direct` themselves. Once only.
-    pub fn set_direct(&self, direct: Box<dyn Direct>) {
+    pub fn set_direct(&self, direct: Arc<dyn Direct>) {
         let _ = self.direct.set(direct);
     }
 

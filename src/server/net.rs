@@ -20,13 +20,14 @@ use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use bytes::Bytes;
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -158,6 +159,9 @@ struct Shared {
     stream: TcpStream,
     out: Mutex<Out>,
     flusher: Option<Arc<Flusher>>,
+    /// Itself, for the flusher's list: publishers reach a connection through its `Shared`
+    /// (one pointer from the hub's `Peer`, no `Socket` boxed in between).
+    me: Weak<Shared>,
 }
 
 #[derive(Default)]
@@ -193,13 +197,24 @@ impl Out {
 
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Socket").field("peer", &self.0.stream.peer_addr().ok()).finish_non_exhaustive()
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket").field("peer", &self.stream.peer_addr().ok()).finish_non_exhaustive()
     }
 }
 
 impl Socket {
     fn new(stream: TcpStream, flusher: Option<Arc<Flusher>>) -> Socket {
-        Socket(Arc::new(Shared { stream, out: Mutex::new(Out::default()), flusher }))
+        Socket(Arc::new_cyclic(|me| Shared { stream, out: Mutex::new(Out::default()), flusher, me: me.clone() }))
+    }
+
+    /// What the hub's publishers write into (see [`Direct::offer`]).
+    pub fn direct(&self) -> Arc<dyn Direct> {
+        self.0.clone()
     }
 
     /// The flusher's turn: write what waited for the window.
@@ -336,9 +351,9 @@ fn consume(out: &mut Out, mut written: usize) {
     }
 }
 
-impl Direct for Socket {
+impl Direct for Shared {
     fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool) -> bool {
-        let mut out = self.out();
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         if out.failed {
             // The connection is going away; its task will see why.
             return true;
@@ -357,26 +372,32 @@ impl Direct for Socket {
                 // Waiting for the window, but enough to share one write already: the bound is
                 // for peers that do not read, not for busy ones.
                 out.last_write = Some(Instant::now());
-                if !matches!(write_out(&self.0.stream, &mut out), Ok(true)) {
+                if !matches!(write_out(&self.stream, &mut out), Ok(true)) {
                     out.wake_drainer();
                 }
             }
             return true;
         }
         let now = Instant::now();
-        if let Some(flusher) = &self.0.flusher {
+        if let Some(flusher) = &self.flusher {
             if out.last_write.is_some_and(|last| now.saturating_duration_since(last) < flusher.window) {
                 // Written less than a window ago: wait, and go out with whatever follows.
                 out.chunks.push_back(frame.clone());
                 if !out.dirty {
-                    out.dirty = true;
-                    flusher.add(self.clone());
+                    if let Some(me) = self.me.upgrade() {
+                        out.dirty = true;
+                        flusher.add(Socket(me));
+                    }
                 }
                 return true;
             }
         }
         out.last_write = Some(now);
-        match self.0.stream.try_write(frame) {
+        // Straight to the kernel: the socket is non-blocking, and tokio's readiness for it
+        // need not be read here (one cache miss per delivery less). A `WouldBlock` leaves
+        // that readiness stale at worst, and the connection task's next write through tokio
+        // clears it.
+        match SockRef::from(&self.stream).send(frame) {
             Ok(written) if written == frame.len() => return true,
             Ok(written) => {
                 out.chunks.push_back(frame.clone());
@@ -505,12 +526,12 @@ mod tests {
         let (socket, mut client) = pair().await;
         let mut queued = Vec::new();
         // Not attached yet: everything goes to the task.
-        assert!(socket.offer(&Bytes::from_static(b"a"), false, &mut || {
+        assert!(socket.0.offer(&Bytes::from_static(b"a"), false, &mut || {
             queued.push('a');
             true
         }));
         socket.attach(8);
-        assert!(socket.offer(&Bytes::from_static(b"b"), false, &mut || {
+        assert!(socket.0.offer(&Bytes::from_static(b"b"), false, &mut || {
             queued.push('b');
             true
         }));
@@ -519,10 +540,10 @@ mod tests {
         assert!(socket.release(|| true));
         let mut writer = socket.clone();
         writer.write_all(b"1").await.unwrap();
-        assert!(socket.offer(&Bytes::from_static(b"2"), false, &mut never()));
+        assert!(socket.0.offer(&Bytes::from_static(b"2"), false, &mut never()));
         // A revocation makes the peer hold again.
-        assert!(socket.offer(&Bytes::from_static(b"x"), true, &mut || true));
-        assert!(socket.offer(&Bytes::from_static(b"y"), false, &mut || true));
+        assert!(socket.0.offer(&Bytes::from_static(b"x"), true, &mut || true));
+        assert!(socket.0.offer(&Bytes::from_static(b"y"), false, &mut || true));
         writer.write_all(b"3").await.unwrap();
         writer.flush().await.unwrap();
         let mut got = [0u8; 3];
@@ -565,7 +586,7 @@ mod tests {
         let (_server, socket, mut client) = coalescing(Duration::from_millis(300)).await;
         let started = Instant::now();
         for frame in [&b"a"[..], b"b", b"c"] {
-            assert!(socket.offer(&Bytes::copy_from_slice(frame), false, &mut never()));
+            assert!(socket.0.offer(&Bytes::copy_from_slice(frame), false, &mut never()));
         }
         let mut got = [0u8; 1];
         client.read_exact(&mut got).await.unwrap();
@@ -578,7 +599,7 @@ mod tests {
         // Quiet for longer than the window: the next one is written at once again.
         tokio::time::sleep(Duration::from_millis(350)).await;
         let sent = Instant::now();
-        assert!(socket.offer(&Bytes::from_static(b"d"), false, &mut never()));
+        assert!(socket.0.offer(&Bytes::from_static(b"d"), false, &mut never()));
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"d");
         assert!(sent.elapsed() < Duration::from_millis(250));
@@ -589,7 +610,7 @@ mod tests {
         let (_server, socket, mut client) = coalescing(Duration::from_secs(60)).await;
         // Far more than the bound within one window: they are written in groups, not refused.
         for _ in 0..100 {
-            assert!(socket.offer(&Bytes::from_static(b"x"), false, &mut never()));
+            assert!(socket.0.offer(&Bytes::from_static(b"x"), false, &mut never()));
         }
         let mut got = vec![0u8; 97];
         client.read_exact(&mut got).await.unwrap();
@@ -603,7 +624,7 @@ mod tests {
         assert!(socket.release(|| true));
         let frame = Bytes::from(vec![7u8; 64 * 1024]);
         let mut accepted = 0;
-        while socket.offer(&frame, false, &mut never()) {
+        while socket.0.offer(&frame, false, &mut never()) {
             accepted += 1;
             assert!(accepted < 10_000, "the bound never refused");
         }
