@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod client;
+pub mod codec;
 pub mod components;
 pub mod error;
 pub mod pages;

@@ -20,7 +20,7 @@ pub struct Me {
     pub guest_access: bool,
 }
 
-#[server(endpoint = "me")]
+#[server(endpoint = "me", output = crate::codec::Json)]
 pub async fn current_user() -> Result<Me, AppError> {
     use crate::server::auth::Identity;
     let state = crate::server::session::state()?;
@@ -31,7 +31,7 @@ pub async fn current_user() -> Result<Me, AppError> {
     Ok(Me { guest_access: state.config.guest_access, ..me })
 }
 
-#[server(endpoint = "sign_up")]
+#[server(endpoint = "sign_up", output = crate::codec::Json)]
 pub async fn sign_up(username: String, password: String) -> Result<(), AppError> {
     use crate::server::session;
     let state = session::state()?;
@@ -44,7 +44,7 @@ pub async fn sign_up(username: String, password: String) -> Result<(), AppError>
     start_session(result, "/signup")
 }
 
-#[server(endpoint = "sign_in")]
+#[server(endpoint = "sign_in", output = crate::codec::Json)]
 pub async fn sign_in(username: String, password: String) -> Result<(), AppError> {
     use crate::server::session;
     let state = session::state()?;
@@ -74,7 +74,7 @@ fn start_session(result: Result<String, AppError>, form: &str) -> Result<(), App
     }
 }
 
-#[server(endpoint = "sign_out")]
+#[server(endpoint = "sign_out", output = crate::codec::Json)]
 pub async fn sign_out() -> Result<(), AppError> {
     use crate::server::session;
     let state = session::state()?;

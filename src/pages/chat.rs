@@ -38,7 +38,7 @@ pub struct RoomSummary {
     pub unread: u64,
 }
 
-#[server(endpoint = "load_room")]
+#[server(endpoint = "load_room", output = crate::codec::Json)]
 pub async fn load_room(room: String) -> Result<RoomPage, AppError> {
     use crate::server::{chat::room_info, session};
     let who = session::require_identity().await?;
@@ -48,7 +48,7 @@ pub async fn load_room(room: String) -> Result<RoomPage, AppError> {
     Ok(RoomPage { room: room_info(&room), messages, more, can_manage })
 }
 
-#[server(endpoint = "list_rooms")]
+#[server(endpoint = "list_rooms", output = crate::codec::Json)]
 pub async fn list_rooms() -> Result<Vec<RoomSummary>, AppError> {
     use crate::server::{chat::room_info, session};
     let who = session::require_identity().await?;
@@ -69,7 +69,7 @@ pub async fn list_rooms() -> Result<Vec<RoomSummary>, AppError> {
         .collect())
 }
 
-#[server(endpoint = "create_room")]
+#[server(endpoint = "create_room", output = crate::codec::Json)]
 pub async fn create_room(name: String, private: Option<String>) -> Result<RoomInfo, AppError> {
     use crate::server::session;
     let who = session::require_identity().await?;
@@ -80,14 +80,14 @@ pub async fn create_room(name: String, private: Option<String>) -> Result<RoomIn
     Ok(room)
 }
 
-#[server(endpoint = "room_members")]
+#[server(endpoint = "room_members", output = crate::codec::Json)]
 pub async fn room_members(room: String) -> Result<Vec<String>, AppError> {
     use crate::server::session;
     let user = session::require_user().await?;
     Ok(session::state()?.chat.members(&room, &user).await?)
 }
 
-#[server(endpoint = "invite_member")]
+#[server(endpoint = "invite_member", output = crate::codec::Json)]
 pub async fn invite_member(room: String, username: String) -> Result<(), AppError> {
     use crate::server::session;
     let user = session::require_user().await?;
@@ -96,7 +96,7 @@ pub async fn invite_member(room: String, username: String) -> Result<(), AppErro
     Ok(())
 }
 
-#[server(endpoint = "remove_member")]
+#[server(endpoint = "remove_member", output = crate::codec::Json)]
 pub async fn remove_member(room: String, username: String) -> Result<(), AppError> {
     use crate::server::session;
     let user = session::require_user().await?;

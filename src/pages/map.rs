@@ -45,7 +45,7 @@ pub struct Tiles {
     pub attribution: Option<String>,
 }
 
-#[server(endpoint = "map_room")]
+#[server(endpoint = "map_room", output = crate::codec::Json)]
 pub async fn map_room(room: String) -> Result<MapInfo, AppError> {
     use crate::server::{chat::room_info, session};
     let who = session::require_identity().await?;
@@ -56,7 +56,7 @@ pub async fn map_room(room: String) -> Result<MapInfo, AppError> {
     Ok(MapInfo { room, stale_after_ms: state.config.location_stale_secs as f64 * 1000.0, tiles })
 }
 
-#[server(endpoint = "world")]
+#[server(endpoint = "world", output = crate::codec::Json)]
 pub async fn world_outlines() -> Result<Vec<Vec<[f32; 2]>>, AppError> {
     use crate::server::{session, world};
     let state = session::state()?;

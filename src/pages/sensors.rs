@@ -56,7 +56,7 @@ mod ssr {
 }
 
 /// Every sensor, by name, with its owner and latest reading.
-#[server(endpoint = "list_sensors")]
+#[server(endpoint = "list_sensors", output = crate::codec::Json)]
 pub async fn list_sensors() -> Result<Vec<SensorSummary>, AppError> {
     use crate::server::session;
     let who = session::require_identity().await?;
@@ -65,7 +65,7 @@ pub async fn list_sensors() -> Result<Vec<SensorSummary>, AppError> {
 }
 
 /// One sensor, with its owner and latest reading.
-#[server(endpoint = "get_sensor")]
+#[server(endpoint = "get_sensor", output = crate::codec::Json)]
 pub async fn get_sensor(id: i64) -> Result<SensorSummary, AppError> {
     use crate::server::session;
     let who = session::require_identity().await?;
@@ -78,7 +78,7 @@ pub async fn get_sensor(id: i64) -> Result<SensorSummary, AppError> {
 /// Create a sensor owned by the signed-in user. `name`: 1 to 64 characters, unique without
 /// regard to case, not only digits. `unit`: up to 16 characters, empty when absent. `range_min`/`range_max`:
 /// readings outside are refused. `alert_low`/`alert_high`: readings outside are highlighted.
-#[server(endpoint = "create_sensor")]
+#[server(endpoint = "create_sensor", output = crate::codec::Json)]
 pub async fn create_sensor(
     name: String,
     unit: Option<String>,
@@ -96,7 +96,7 @@ pub async fn create_sensor(
 }
 
 /// Set a sensor's alert thresholds (its owner or an admin). `None` removes a threshold.
-#[server(endpoint = "update_sensor")]
+#[server(endpoint = "update_sensor", output = crate::codec::Json)]
 pub async fn update_sensor(id: i64, alert_low: Option<f64>, alert_high: Option<f64>) -> Result<SensorInfo, AppError> {
     use crate::server::session;
     let user = session::require_user().await?;
@@ -104,7 +104,7 @@ pub async fn update_sensor(id: i64, alert_low: Option<f64>, alert_high: Option<f
 }
 
 /// Delete a sensor and all its readings (its owner or an admin).
-#[server(endpoint = "delete_sensor")]
+#[server(endpoint = "delete_sensor", output = crate::codec::Json)]
 pub async fn delete_sensor(id: i64) -> Result<(), AppError> {
     use crate::server::session;
     let user = session::require_user().await?;
@@ -114,7 +114,7 @@ pub async fn delete_sensor(id: i64) -> Result<(), AppError> {
 
 /// Give a sensor a new token (its owner or an admin); the old one stops working at once.
 /// The new token is shown this once.
-#[server(endpoint = "rotate_sensor_token")]
+#[server(endpoint = "rotate_sensor_token", output = crate::codec::Json)]
 pub async fn rotate_sensor_token(id: i64) -> Result<String, AppError> {
     use crate::server::session;
     let user = session::require_user().await?;
@@ -125,7 +125,7 @@ pub async fn rotate_sensor_token(id: i64) -> Result<String, AppError> {
 /// `max_points` (1 to 10,000) and none of the range is older than the raw retention;
 /// otherwise at most about `max_points` buckets with min, max and average, built from raw
 /// readings and per-minute rollups alike.
-#[server(endpoint = "sensor_history")]
+#[server(endpoint = "sensor_history", output = crate::codec::Json)]
 pub async fn sensor_history(id: i64, from_ms: i64, to_ms: i64, max_points: u32) -> Result<SensorSeries, AppError> {
     use crate::server::session;
     session::require_identity().await?;

@@ -21,7 +21,7 @@ pub struct NewToken {
     pub secret: String,
 }
 
-#[server(endpoint = "list_tokens")]
+#[server(endpoint = "list_tokens", output = crate::codec::Json)]
 pub async fn list_tokens() -> Result<Vec<Token>, AppError> {
     use crate::server::session;
     let user = session::require_user().await?;
@@ -32,7 +32,7 @@ pub async fn list_tokens() -> Result<Vec<Token>, AppError> {
         .collect())
 }
 
-#[server(endpoint = "create_token")]
+#[server(endpoint = "create_token", output = crate::codec::Json)]
 pub async fn create_token(name: String) -> Result<NewToken, AppError> {
     use crate::server::{auth, session};
     let user = session::require_user().await?;
@@ -46,7 +46,7 @@ pub async fn create_token(name: String) -> Result<NewToken, AppError> {
     Ok(NewToken { token: Token { id: info.id, name: info.name, created_at: info.created_at, revoked: false }, secret })
 }
 
-#[server(endpoint = "revoke_token")]
+#[server(endpoint = "revoke_token", output = crate::codec::Json)]
 pub async fn revoke_token(id: i64) -> Result<(), AppError> {
     use crate::server::session;
     let user = session::require_user().await?;

@@ -1,0 +1,45 @@
+//! How server functions' results travel: JSON, as with `server_fn`'s own `Json`, but read
+//! in the browser with `serde_json::from_str`.
+//!
+//! Leptos reads the data that a page's resources carry from the server render with
+//! `from_str`; `server_fn`'s `Json` reads a result with `from_slice`. Every type that arrives
+//! both ways (a room's page, the sensor list, the current user …) then had two decoders in
+//! the bundle, one per reader. With this encoding there is one.
+
+use leptos::server_fn::codec::Post;
+use leptos::server_fn::{Bytes, ContentType, Decodes, Encodes, Format, FormatType};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The JSON encoding of results, read from a `&str` (see the module's doc).
+pub struct JsonText;
+
+/// Arguments as a form (`PostUrl`, which `<ActionForm>` needs), results as [`JsonText`]:
+/// give a server function `output = crate::codec::Json`.
+pub type Json = Post<JsonText>;
+
+impl ContentType for JsonText {
+    const CONTENT_TYPE: &'static str = "application/json";
+}
+
+impl FormatType for JsonText {
+    const FORMAT_TYPE: Format = Format::Text;
+}
+
+impl<T: Serialize> Encodes<T> for JsonText {
+    type Error = serde_json::Error;
+
+    fn encode(output: &T) -> Result<Bytes, Self::Error> {
+        serde_json::to_vec(output).map(Bytes::from)
+    }
+}
+
+impl<T: DeserializeOwned> Decodes<T> for JsonText {
+    type Error = serde_json::Error;
+
+    fn decode(bytes: Bytes) -> Result<T, Self::Error> {
+        // Not `from_slice` for bytes that are not UTF-8: that would bring its decoders back.
+        let text = std::str::from_utf8(&bytes).map_err(serde::de::Error::custom)?;
+        serde_json::from_str(text)
+    }
+}
