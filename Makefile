@@ -38,6 +38,7 @@ tools:
 	    || $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
 	@[ -x $(WASM_OPT) ] && [ -f $(ATLAS) ] || (cd tools && npm install --no-audit --no-fund)
+	@command -v brotli >/dev/null || apt-get install -y brotli || (apt-get update && apt-get install -y brotli)
 	@[ -x $(WASM_SPLIT) ] && [ $(WASM_SPLIT) -nt tools/wasm-split/src/main.rs ] \
 	  || $(CARGO) build --release --locked --manifest-path tools/wasm-split/Cargo.toml
 
@@ -54,14 +55,17 @@ $(PKG)/switchboard_bg.wasm: $(SOURCES) | tools
 	for module in $(PKG)/switchboard_bg.wasm $$(cat target/wasm-split/modules); do \
 	  $(WASM_OPT) $(WASM_OPT_FLAGS) $$module -o $$module 2>&1 | { grep -v 'unknown name subsection' || true; }; \
 	done
-	# The gzipped copies the server sends (see `server::bundle`).
+	# The compressed copies the server sends (see `server::bundle`): brotli to browsers that
+	# take it (over HTTPS, all of them), gzip to the others.
 	gzip -9 -kf $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
+	brotli -q 11 -kf $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
 	@tools/wasm_size.sh $(PKG)
 
-$(PKG)/switchboard.css: style/main.css
+$(PKG)/switchboard.css: style/main.css | tools
 	mkdir -p $(PKG)
 	cp style/main.css $@
 	gzip -9 -kf $@
+	brotli -q 11 -kf $@
 
 .PHONY: site-assets
 site-assets: | tools
@@ -81,7 +85,7 @@ run: build
 simulate: $(SERVER)
 	./$(SERVER) simulate $(ARGS)
 
-## The gzip size of the release WASM bundle.
+## The compressed size of the release WASM bundle (gzip, and brotli).
 wasm-size: $(PKG)/switchboard_bg.wasm
 	@tools/wasm_size.sh $(PKG)
 

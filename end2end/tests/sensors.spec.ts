@@ -201,12 +201,17 @@ test("a page's code is fetched when the page is first opened, and works when it 
   await expect.poll(() => modules.some((m) => m.includes("split___chat_route"))).toBe(true);
   await expect(page.getByTestId("connection")).toHaveText("connected");
   expect(modules.some((m) => m.includes("split___sensors_route"))).toBe(false);
-  // The bundle goes out gzipped (from the copy the build wrote) and is revalidated on each use.
+  // The bundle goes out compressed (from the copy the build wrote) and is revalidated on each use.
   const bundle = await context.request.get("/pkg/switchboard_bg.wasm", { headers: { "accept-encoding": "gzip" } });
   expect(bundle.headers()["cache-control"]).toBe("no-cache");
   expect(bundle.headers()["content-encoding"]).toBe("gzip");
   expect(bundle.headers()["content-type"]).toBe("application/wasm");
   expect([...(await bundle.body()).subarray(0, 4)]).toEqual([0x00, 0x61, 0x73, 0x6d]);
+  // Brotli to a client that takes it (browsers do over HTTPS): smaller, and the same module.
+  const br = await context.request.get("/pkg/switchboard_bg.wasm", { headers: { "accept-encoding": "br, gzip" } });
+  expect(br.headers()["content-encoding"]).toBe("br");
+  expect(Number(br.headers()["content-length"])).toBeLessThan(Number(bundle.headers()["content-length"]));
+  expect((await br.body()).equals(await bundle.body())).toBe(true);
 
   await page.getByRole("navigation", { name: "Sections" }).getByRole("link", { name: "Sensors" }).click();
   await expect(page).toHaveURL(/\/sensors$/);

@@ -175,15 +175,17 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The browser bundle (`/pkg`): WASM modules, their JavaScript and the CSS.
-/// - Sent gzipped from the `.gz` copies `make` writes beside them (plain to a client that does
-///   not take gzip, or where no copy exists), so no request pays for compressing them.
+/// - Sent compressed from the copies `make` writes beside them, so no request pays for
+///   compressing them: brotli (`.br`) to a client that takes it, which browsers do over
+///   HTTPS, else gzip (`.gz`), else plain (also where no copy exists).
 /// - Revalidated on every use (a 304 when unchanged): the modules keep their names from one
 ///   build to the next, and a page's main module only works with the split modules of its
 ///   own build, so a browser must not guess how long a copy stays fresh.
 fn bundle(options: &LeptosOptions) -> SetResponseHeader<ServeDir, header::HeaderValue> {
     let dir = std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
     let no_cache = header::HeaderValue::from_static("no-cache");
-    SetResponseHeader::overriding(ServeDir::new(dir).precompressed_gzip(), header::CACHE_CONTROL, no_cache)
+    let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
+    SetResponseHeader::overriding(files, header::CACHE_CONTROL, no_cache)
 }
 
 #[derive(Deserialize)]
