@@ -87,7 +87,7 @@ impl Chat {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let stop = tokio_util::sync::CancellationToken::new();
         let writer = store.message_writer().await?;
-        let task = tokio::spawn(write_loop(writer, hub.clone(), rx, stop.clone()));
+        let task = tokio::spawn(write_loop(writer, hub.clone(), rx, stop.clone(), limits.commit_window));
         Ok(Arc::new(Chat {
             store,
             hub: hub.clone(),
@@ -275,9 +275,11 @@ async fn write_loop(
     hub: Arc<Hub>,
     mut rx: mpsc::Receiver<AppendRequest>,
     stop: tokio_util::sync::CancellationToken,
+    commit_window: Duration,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut batch).await {
+    let mut pace = super::batch::Pace::new(commit_window);
+    while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut pace, &mut batch).await {
         write_batch(&mut writer, &hub, &mut batch).await;
     }
 }
@@ -350,4 +352,6 @@ pub struct ChatLimits {
     pub message_burst: f64,
     /// How long someone stays listed as present after their last connection left.
     pub presence_grace: Duration,
+    /// Under load, commits at least this far apart (see `batch::Pace`).
+    pub commit_window: Duration,
 }

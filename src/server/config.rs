@@ -246,6 +246,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_COALESCE_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub coalesce_ms: u64,
 
+    /// Milliseconds between the chat writer's commits while messages keep coming: a message
+    /// that comes sooner than this after the last commit waits and is stored with those that
+    /// follow it, one `fsync` for several. 0: every batch is committed at once.
+    #[arg(long, env = "SWITCHBOARD_COMMIT_WINDOW_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub commit_window_ms: u64,
+
     /// Seconds between the server's heartbeat pings.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 3)]
     pub heartbeat_secs: u64,
@@ -353,6 +359,7 @@ impl Config {
             message_rate: self.message_rate,
             message_burst: self.message_burst,
             presence_grace: Duration::from_millis(self.presence_grace_ms),
+            commit_window: Duration::from_millis(self.commit_window_ms),
         }
     }
 
@@ -376,6 +383,7 @@ impl Config {
             max_frame_bytes: 64 * 1024,
             queue_frames: 1024,
             coalesce_ms: 5,
+            commit_window_ms: 5,
             heartbeat_secs: 3,
             idle_timeout_secs: 8,
             allowed_origins: Vec::new(),

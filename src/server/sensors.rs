@@ -528,7 +528,10 @@ impl Sensors {
 
 async fn write_loop(store: Store, hub: Arc<Hub>, mut rx: mpsc::Receiver<WriteRequest>, stop: CancellationToken) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut batch).await {
+    // Readings are not spaced out: an ingest request waits for its commit, and devices that
+    // send often send many readings per request (docs/benchmarks.md, "Sensor ingest").
+    let mut pace = super::batch::Pace::new(std::time::Duration::ZERO);
+    while super::batch::next(&mut rx, &stop, MAX_BATCH, &mut pace, &mut batch).await {
         write_batch(&store, &hub, &mut batch).await;
     }
 }
