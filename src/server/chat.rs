@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::auth::Identity;
-use super::hub::{Event, Hub};
+use super::hub::{Burst, Event, Hub};
 use super::limit::RateLimiter;
 use super::presence::Presence;
 use super::seed;
@@ -288,10 +288,19 @@ async fn write_batch(writer: &mut MessageWriter, hub: &Hub, batch: &mut Vec<Appe
     let messages: Vec<NewMessage> = batch.iter().map(|r| r.message.clone()).collect();
     match writer.append_batch(&messages).await {
         Ok(stored) => {
-            for (request, appended) in batch.drain(..).zip(stored) {
+            // Several messages: each connection gets them in one write (see `Burst`), before
+            // any publisher hears back. One: written at once, connection by connection, which
+            // spares a second pass over every subscriber (measured: docs/benchmarks.md).
+            let mut burst = Burst::default();
+            let several = stored.len() > 1;
+            for (request, appended) in batch.iter().zip(&stored) {
                 if !appended.duplicate {
-                    publish_message(hub, &request.room, &request.activity, &appended.message);
+                    let burst = several.then_some(&mut burst);
+                    publish_message(hub, &request.room, &request.activity, &appended.message, burst);
                 }
+            }
+            burst.finish();
+            for (request, appended) in batch.drain(..).zip(stored) {
                 let _ = request.reply.send(Ok(appended));
             }
         }
@@ -307,11 +316,11 @@ async fn write_batch(writer: &mut MessageWriter, hub: &Hub, batch: &mut Vec<Appe
 
 /// Fan a stored message out to the room's web subscribers and, for the lobby, to the
 /// tutorial's `/ws/chat/` clients. Each format is encoded once.
-fn publish_message(hub: &Hub, room: &str, activity: &[Arc<str>], message: &ChatMessage) {
+fn publish_message(hub: &Hub, room: &str, activity: &[Arc<str>], message: &ChatMessage, mut burst: Option<&mut Burst>) {
     let topic: Arc<str> = Arc::from(chat_topic(room));
     if hub.subscriber_count(&topic) > 0 {
         let frame = encode(&ServerFrame::Message { topic: topic.to_string(), message: message.clone() });
-        hub.publish(Event::new(topic, message.offset, frame, None));
+        hub.publish_in(Event::new(topic, message.offset, frame, None), burst.as_deref_mut());
     }
     if activity.iter().any(|topic| hub.subscriber_count(topic) > 0) {
         let frame = encode(&ServerFrame::Activity {
@@ -322,12 +331,12 @@ fn publish_message(hub: &Hub, room: &str, activity: &[Arc<str>], message: &ChatM
             text: message.text.chars().take(200).collect(),
         });
         for topic in activity {
-            hub.publish(Event::new(topic.clone(), 0, frame.clone(), None));
+            hub.publish_in(Event::new(topic.clone(), 0, frame.clone(), None), burst.as_deref_mut());
         }
     }
     if room == LOBBY && hub.subscriber_count(seed::CHAT_TOPIC) > 0 {
         let frame = seed::encode_chat(&message.text);
-        hub.publish(Event::new(Arc::from(seed::CHAT_TOPIC), 0, frame, None));
+        hub.publish_in(Event::new(Arc::from(seed::CHAT_TOPIC), 0, frame, None), burst);
     }
 }
 

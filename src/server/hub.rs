@@ -64,7 +64,41 @@ pub trait Direct: Send + Sync + std::fmt::Debug {
     /// whatever waits, unless the connection holds events back or `hold` asks it to start;
     /// then call `queue` instead, still under the lock, so that nothing written later can
     /// pass what was queued. False: too much waits already (the peer is too slow).
-    fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool) -> bool;
+    ///
+    /// With a `burst`, the frame is not written now but left waiting, and the connection is
+    /// added to the burst (once), which writes all its frames together when it finishes.
+    fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool, burst: Option<&mut Burst>) -> bool;
+
+    /// The burst this connection is in has finished: write what waits.
+    fn flush_burst(&self);
+}
+
+/// Several events published back to back (a committed batch of chat messages): each
+/// connection gets all of its frames in one write when the burst finishes, rather than the
+/// first at once and the others after its coalescing window. Finishes when dropped.
+#[derive(Default)]
+pub struct Burst {
+    touched: Vec<Arc<dyn Direct>>,
+}
+
+impl Burst {
+    /// Called by a [`Direct`] the first time the burst leaves a frame waiting on it.
+    pub fn touch(&mut self, direct: Arc<dyn Direct>) {
+        self.touched.push(direct);
+    }
+
+    /// Write every connection's waiting frames.
+    pub fn finish(&mut self) {
+        for direct in self.touched.drain(..) {
+            direct.flush_burst();
+        }
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 pub type PeerId = u64;
@@ -116,11 +150,16 @@ impl Peer {
     /// to its socket now when it can be, queued for its task otherwise. Returns false and
     /// kicks the peer when too much waits for it.
     pub fn deliver(&self, event: Arc<Event>) -> bool {
+        self.deliver_in(event, None)
+    }
+
+    /// As [`Peer::deliver`], within a `burst` when there is one.
+    fn deliver_in(&self, event: Arc<Event>, burst: Option<&mut Burst>) -> bool {
         if self.is_kicked() {
             return false;
         }
         let Some(direct) = self.direct.get() else { return self.queue(event) };
-        let accepted = direct.offer(&event.wire, event.revoke.is_some(), &mut || self.queue(event.clone()));
+        let accepted = direct.offer(&event.wire, event.revoke.is_some(), &mut || self.queue(event.clone()), burst);
         if !accepted {
             self.kick();
         }
@@ -249,12 +288,17 @@ impl Hub {
 
     /// Queue `event` for every subscriber of its topic. Returns how many got it.
     pub fn publish(&self, event: Event) -> usize {
+        self.publish_in(event, None)
+    }
+
+    /// As [`Hub::publish`]; with a `burst`, the frames go out when the burst finishes.
+    pub fn publish_in(&self, event: Event, mut burst: Option<&mut Burst>) -> usize {
         let Some(subs) = self.subscribers(&event.topic) else {
             return 0;
         };
         let event = Arc::new(event);
         let subs = subs.read().unwrap_or_else(PoisonError::into_inner);
-        subs.iter().filter(|peer| peer.deliver(event.clone())).count()
+        subs.iter().filter(|peer| peer.deliver_in(event.clone(), burst.as_deref_mut())).count()
     }
 
     /// How many connections subscribe to `topic`.

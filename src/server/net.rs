@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::hub::Direct;
+use super::hub::{Burst, Direct};
 
 /// Chunks written with one `writev` at most.
 const WRITEV_MAX: usize = 64;
@@ -184,6 +184,8 @@ struct Out {
     last_write: Option<Instant>,
     /// In the flusher's list.
     dirty: bool,
+    /// In a publisher's [`Burst`]: it writes what waits when it finishes.
+    in_burst: bool,
 }
 
 impl Out {
@@ -225,7 +227,7 @@ impl Socket {
             return;
         }
         out.last_write = Some(now);
-        match write_out(&self.0.stream, &mut out) {
+        match write_out(&self.0.stream, &mut out, Via::Kernel) {
             Ok(true) => {}
             // The socket is full, or failed: the connection task takes over.
             Ok(false) | Err(_) => {
@@ -305,7 +307,7 @@ impl Socket {
                 if out.failed {
                     return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
                 }
-                if out.chunks.is_empty() || write_out(&self.0.stream, &mut out)? {
+                if out.chunks.is_empty() || write_out(&self.0.stream, &mut out, Via::Tokio)? {
                     return Poll::Ready(Ok(out));
                 }
             }
@@ -315,7 +317,18 @@ impl Socket {
 }
 
 /// Write the waiting chunks. `Ok(true)`: all written; `Ok(false)`: the socket is full.
-fn write_out(stream: &TcpStream, out: &mut Out) -> io::Result<bool> {
+/// How [`write_out`] reaches the socket.
+#[derive(Clone, Copy)]
+enum Via {
+    /// Through tokio, which clears the socket's write readiness on `WouldBlock`: the way of
+    /// the connection task, which then waits for that readiness.
+    Tokio,
+    /// Straight to the kernel: the way of a publisher or the flusher, who on `WouldBlock`
+    /// hand the rest to the connection task rather than wait.
+    Kernel,
+}
+
+fn write_out(stream: &TcpStream, out: &mut Out, via: Via) -> io::Result<bool> {
     while !out.chunks.is_empty() {
         let mut slices = [IoSlice::new(&[]); WRITEV_MAX];
         let mut count = 0;
@@ -323,7 +336,11 @@ fn write_out(stream: &TcpStream, out: &mut Out) -> io::Result<bool> {
             slices[i] = IoSlice::new(if i == 0 { &chunk[out.sent..] } else { chunk });
             count += 1;
         }
-        match stream.try_write_vectored(&slices[..count]) {
+        let result = match via {
+            Via::Tokio => stream.try_write_vectored(&slices[..count]),
+            Via::Kernel => SockRef::from(stream).send_vectored(&slices[..count]),
+        };
+        match result {
             Ok(written) => consume(out, written),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(error) => {
@@ -352,7 +369,7 @@ fn consume(out: &mut Out, mut written: usize) {
 }
 
 impl Direct for Shared {
-    fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool) -> bool {
+    fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool, burst: Option<&mut Burst>) -> bool {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         if out.failed {
             // The connection is going away; its task will see why.
@@ -365,6 +382,18 @@ impl Direct for Shared {
         if out.chunks.len() >= out.limit {
             return false;
         }
+        if let Some(burst) = burst {
+            // Written with the burst's other frames for this connection when it finishes
+            // (or by the flusher, if it already has this connection in its list).
+            out.chunks.push_back(frame.clone());
+            if !out.in_burst && !out.dirty {
+                if let Some(me) = self.me.upgrade() {
+                    out.in_burst = true;
+                    burst.touch(me);
+                }
+            }
+            return true;
+        }
         if !out.chunks.is_empty() {
             // Behind what waits already: whoever writes that writes this too.
             out.chunks.push_back(frame.clone());
@@ -372,7 +401,7 @@ impl Direct for Shared {
                 // Waiting for the window, but enough to share one write already: the bound is
                 // for peers that do not read, not for busy ones.
                 out.last_write = Some(Instant::now());
-                if !matches!(write_out(&self.stream, &mut out), Ok(true)) {
+                if !matches!(write_out(&self.stream, &mut out, Via::Kernel), Ok(true)) {
                     out.wake_drainer();
                 }
             }
@@ -412,6 +441,19 @@ impl Direct for Shared {
         // The rest waits for the socket: the connection task writes it.
         out.wake_drainer();
         true
+    }
+
+    fn flush_burst(&self) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.in_burst = false;
+        if out.chunks.is_empty() || out.failed || out.dirty {
+            return;
+        }
+        out.last_write = Some(Instant::now());
+        if !matches!(write_out(&self.stream, &mut out, Via::Kernel), Ok(true)) {
+            // The socket is full, or failed: the connection task takes over.
+            out.wake_drainer();
+        }
     }
 }
 
@@ -526,24 +568,34 @@ mod tests {
         let (socket, mut client) = pair().await;
         let mut queued = Vec::new();
         // Not attached yet: everything goes to the task.
-        assert!(socket.0.offer(&Bytes::from_static(b"a"), false, &mut || {
-            queued.push('a');
-            true
-        }));
+        assert!(socket.0.offer(
+            &Bytes::from_static(b"a"),
+            false,
+            &mut || {
+                queued.push('a');
+                true
+            },
+            None
+        ));
         socket.attach(8);
-        assert!(socket.0.offer(&Bytes::from_static(b"b"), false, &mut || {
-            queued.push('b');
-            true
-        }));
+        assert!(socket.0.offer(
+            &Bytes::from_static(b"b"),
+            false,
+            &mut || {
+                queued.push('b');
+                true
+            },
+            None
+        ));
         assert_eq!(queued, ['a', 'b']);
         assert!(!socket.release(|| false), "the task still has events");
         assert!(socket.release(|| true));
         let mut writer = socket.clone();
         writer.write_all(b"1").await.unwrap();
-        assert!(socket.0.offer(&Bytes::from_static(b"2"), false, &mut never()));
+        assert!(socket.0.offer(&Bytes::from_static(b"2"), false, &mut never(), None));
         // A revocation makes the peer hold again.
-        assert!(socket.0.offer(&Bytes::from_static(b"x"), true, &mut || true));
-        assert!(socket.0.offer(&Bytes::from_static(b"y"), false, &mut || true));
+        assert!(socket.0.offer(&Bytes::from_static(b"x"), true, &mut || true, None));
+        assert!(socket.0.offer(&Bytes::from_static(b"y"), false, &mut || true, None));
         writer.write_all(b"3").await.unwrap();
         writer.flush().await.unwrap();
         let mut got = [0u8; 3];
@@ -586,7 +638,7 @@ mod tests {
         let (_server, socket, mut client) = coalescing(Duration::from_millis(300)).await;
         let started = Instant::now();
         for frame in [&b"a"[..], b"b", b"c"] {
-            assert!(socket.0.offer(&Bytes::copy_from_slice(frame), false, &mut never()));
+            assert!(socket.0.offer(&Bytes::copy_from_slice(frame), false, &mut never(), None));
         }
         let mut got = [0u8; 1];
         client.read_exact(&mut got).await.unwrap();
@@ -599,10 +651,38 @@ mod tests {
         // Quiet for longer than the window: the next one is written at once again.
         tokio::time::sleep(Duration::from_millis(350)).await;
         let sent = Instant::now();
-        assert!(socket.0.offer(&Bytes::from_static(b"d"), false, &mut never()));
+        assert!(socket.0.offer(&Bytes::from_static(b"d"), false, &mut never(), None));
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"d");
         assert!(sent.elapsed() < Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn a_burst_writes_its_frames_together_when_it_finishes_not_after_the_window() {
+        let (_server, socket, mut client) = coalescing(Duration::from_millis(300)).await;
+        assert!(socket.0.offer(&Bytes::from_static(b"a"), false, &mut never(), None));
+        let mut got = [0u8; 1];
+        client.read_exact(&mut got).await.unwrap();
+        // Written a moment ago, so one frame alone would now wait for the window.
+        let started = Instant::now();
+        let mut burst = Burst::default();
+        for frame in [&b"b"[..], b"c"] {
+            assert!(socket.0.offer(&Bytes::copy_from_slice(frame), false, &mut never(), Some(&mut burst)));
+        }
+        assert!(socket.is_draining(), "nothing goes out before the burst finishes");
+        burst.finish();
+        let mut rest = [0u8; 2];
+        client.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"bc");
+        assert!(started.elapsed() < Duration::from_millis(250), "not held for the window");
+        assert!(!socket.is_draining());
+        // A burst dropped without finishing still writes what it left waiting.
+        {
+            let mut burst = Burst::default();
+            assert!(socket.0.offer(&Bytes::from_static(b"d"), false, &mut never(), Some(&mut burst)));
+        }
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"d");
     }
 
     #[tokio::test]
@@ -610,7 +690,7 @@ mod tests {
         let (_server, socket, mut client) = coalescing(Duration::from_secs(60)).await;
         // Far more than the bound within one window: they are written in groups, not refused.
         for _ in 0..100 {
-            assert!(socket.0.offer(&Bytes::from_static(b"x"), false, &mut never()));
+            assert!(socket.0.offer(&Bytes::from_static(b"x"), false, &mut never(), None));
         }
         let mut got = vec![0u8; 97];
         client.read_exact(&mut got).await.unwrap();
@@ -624,7 +704,7 @@ mod tests {
         assert!(socket.release(|| true));
         let frame = Bytes::from(vec![7u8; 64 * 1024]);
         let mut accepted = 0;
-        while socket.0.offer(&frame, false, &mut never()) {
+        while socket.0.offer(&frame, false, &mut never(), None) {
             accepted += 1;
             assert!(accepted < 10_000, "the bound never refused");
         }
