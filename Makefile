@@ -113,6 +113,7 @@ test:
 	$(MAKE) clippy
 	$(MAKE) rust-test
 	$(MAKE) e2e
+	tools/wasm_size.sh $(PKG) --check 400
 	@python3 tools/summary.py target/rust-test.log target/e2e.log
 
 BENCH := target/release/switchboard-bench
