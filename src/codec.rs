@@ -14,8 +14,9 @@ use serde::Serialize;
 /// The JSON encoding of results, read from a `&str` (see the module's doc).
 pub struct JsonText;
 
-/// Arguments as a form (`PostUrl`, which `<ActionForm>` needs), results as [`JsonText`]:
-/// give a server function `output = crate::codec::Json`.
+/// Results as [`JsonText`]: give a server function `output = crate::codec::Json` and leave
+/// `input` at its default, `PostUrl`, so that its arguments still travel as a form (which
+/// `<ActionForm>` needs). As an `input`, this type would send arguments as JSON.
 pub type Json = Post<JsonText>;
 
 impl ContentType for JsonText {
@@ -38,7 +39,8 @@ impl<T: DeserializeOwned> Decodes<T> for JsonText {
     type Error = serde_json::Error;
 
     fn decode(bytes: Bytes) -> Result<T, Self::Error> {
-        // Not `from_slice` for bytes that are not UTF-8: that would bring its decoders back.
+        // Never `from_slice` (that would bring its decoders back): bytes that are not UTF-8
+        // are refused first.
         let text = std::str::from_utf8(&bytes).map_err(serde::de::Error::custom)?;
         serde_json::from_str(text)
     }

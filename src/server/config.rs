@@ -246,9 +246,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_COALESCE_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub coalesce_ms: u64,
 
-    /// Milliseconds between the chat writer's commits while messages keep coming: a message
-    /// that comes sooner than this after the last commit waits and is stored with those that
-    /// follow it, one `fsync` for several. 0: every batch is committed at once.
+    /// Milliseconds between the chat writer's batches while messages keep coming: a message
+    /// that comes sooner than this after the last batch was taken (its commit included) waits
+    /// and is stored with those that follow it, one `fsync` for several. 0: every batch is
+    /// taken at once.
     #[arg(long, env = "SWITCHBOARD_COMMIT_WINDOW_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub commit_window_ms: u64,
 

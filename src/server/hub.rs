@@ -65,8 +65,10 @@ pub trait Direct: Send + Sync + std::fmt::Debug {
     /// then call `queue` instead, still under the lock, so that nothing written later can
     /// pass what was queued. False: too much waits already (the peer is too slow).
     ///
-    /// With a `burst`, the frame is not written now but left waiting, and the connection is
-    /// added to the burst (once), which writes all its frames together when it finishes.
+    /// With a `burst`, the frame is left waiting and the connection is added to the burst
+    /// (once), which writes all its frames together when it finishes; sooner, in groups, when
+    /// enough wait to pass half the connection's bound. A connection that holds events back
+    /// gets them queued, as without a burst.
     fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool, burst: Option<&mut Burst>) -> bool;
 
     /// The burst this connection is in has finished: write what waits.
@@ -75,7 +77,8 @@ pub trait Direct: Send + Sync + std::fmt::Debug {
 
 /// Several events published back to back (a committed batch of chat messages): each
 /// connection gets all of its frames in one write when the burst finishes, rather than the
-/// first at once and the others after its coalescing window. Finishes when dropped.
+/// first at once and the others after its coalescing window. Other publishers' frames for a
+/// connection in the burst wait for it too. Finishes when dropped.
 #[derive(Default)]
 pub struct Burst {
     touched: Vec<Arc<dyn Direct>>,

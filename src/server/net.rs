@@ -159,8 +159,8 @@ struct Shared {
     stream: TcpStream,
     out: Mutex<Out>,
     flusher: Option<Arc<Flusher>>,
-    /// Itself, for the flusher's list: publishers reach a connection through its `Shared`
-    /// (one pointer from the hub's `Peer`, no `Socket` boxed in between).
+    /// Itself, for the flusher's list and a publisher's burst: publishers reach a connection
+    /// through its `Shared` (one pointer from the hub's `Peer`, no `Socket` boxed in between).
     me: Weak<Shared>,
 }
 
@@ -316,7 +316,6 @@ impl Socket {
     }
 }
 
-/// Write the waiting chunks. `Ok(true)`: all written; `Ok(false)`: the socket is full.
 /// How [`write_out`] reaches the socket.
 #[derive(Clone, Copy)]
 enum Via {
@@ -328,6 +327,7 @@ enum Via {
     Kernel,
 }
 
+/// Write the waiting chunks. `Ok(true)`: all written; `Ok(false)`: the socket is full.
 fn write_out(stream: &TcpStream, out: &mut Out, via: Via) -> io::Result<bool> {
     while !out.chunks.is_empty() {
         let mut slices = [IoSlice::new(&[]); WRITEV_MAX];
@@ -368,6 +368,20 @@ fn consume(out: &mut Out, mut written: usize) {
     }
 }
 
+impl Shared {
+    /// Frames that wait (for the coalescing window, or for a burst to finish) but are enough
+    /// to share one write already go out now: the queue's bound is for peers that do not
+    /// read, not for busy ones.
+    fn write_if_enough(&self, out: &mut Out) {
+        if out.chunks.len() >= WRITEV_MAX.min(out.limit / 2).max(1) {
+            out.last_write = Some(Instant::now());
+            if !matches!(write_out(&self.stream, out, Via::Kernel), Ok(true)) {
+                out.wake_drainer();
+            }
+        }
+    }
+}
+
 impl Direct for Shared {
     fn offer(&self, frame: &Bytes, hold: bool, queue: &mut dyn FnMut() -> bool, burst: Option<&mut Burst>) -> bool {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
@@ -383,27 +397,22 @@ impl Direct for Shared {
             return false;
         }
         if let Some(burst) = burst {
-            // Written with the burst's other frames for this connection when it finishes
-            // (or by the flusher, if it already has this connection in its list).
+            // Written with the burst's other frames for this connection when it finishes.
             out.chunks.push_back(frame.clone());
-            if !out.in_burst && !out.dirty {
+            if !out.in_burst {
                 if let Some(me) = self.me.upgrade() {
                     out.in_burst = true;
                     burst.touch(me);
                 }
             }
+            self.write_if_enough(&mut out);
             return true;
         }
         if !out.chunks.is_empty() {
             // Behind what waits already: whoever writes that writes this too.
             out.chunks.push_back(frame.clone());
-            if out.dirty && out.chunks.len() >= WRITEV_MAX.min(out.limit / 2).max(1) {
-                // Waiting for the window, but enough to share one write already: the bound is
-                // for peers that do not read, not for busy ones.
-                out.last_write = Some(Instant::now());
-                if !matches!(write_out(&self.stream, &mut out, Via::Kernel), Ok(true)) {
-                    out.wake_drainer();
-                }
+            if out.dirty {
+                self.write_if_enough(&mut out);
             }
             return true;
         }
@@ -446,7 +455,9 @@ impl Direct for Shared {
     fn flush_burst(&self) {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         out.in_burst = false;
-        if out.chunks.is_empty() || out.failed || out.dirty {
+        // Written now even when the flusher has this connection in its list: it then finds
+        // nothing left to write.
+        if out.chunks.is_empty() || out.failed {
             return;
         }
         out.last_write = Some(Instant::now());
@@ -683,6 +694,21 @@ mod tests {
         }
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"d");
+    }
+
+    #[tokio::test]
+    async fn a_burst_longer_than_the_bound_is_written_in_groups_not_refused() {
+        let (socket, mut client) = pair().await;
+        socket.attach(4);
+        assert!(socket.release(|| true));
+        let mut burst = Burst::default();
+        for _ in 0..8 {
+            assert!(socket.0.offer(&Bytes::from_static(b"x"), false, &mut never(), Some(&mut burst)));
+        }
+        burst.finish();
+        let mut got = [0u8; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"xxxxxxxx");
     }
 
     #[tokio::test]
