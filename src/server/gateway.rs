@@ -312,6 +312,10 @@ impl Connection {
                 }
             }
         }
+        // Nothing may follow the close frame (RFC 6455, 5.5.1): publishers stop writing into
+        // the socket themselves, and what they queue from now on is never read. Frames that
+        // already wait go out before the close frame.
+        self.direct.hold();
         let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(Message::Close(Some(frame)))).await;
         end
