@@ -559,6 +559,14 @@ mod tests {
         (Socket::new(server, None), client)
     }
 
+    /// A socket that writes at once, attached with a bound of `limit` and released.
+    async fn released(limit: usize) -> (Socket, TcpStream) {
+        let (socket, client) = pair().await;
+        socket.attach(limit);
+        assert!(socket.release(|| true));
+        (socket, client)
+    }
+
     /// A socket from a listener that coalesces over `window`, attached (bound 8) and released.
     async fn coalescing(window: Duration) -> (Listener, Socket, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -698,9 +706,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_longer_than_the_bound_is_written_in_groups_not_refused() {
-        let (socket, mut client) = pair().await;
-        socket.attach(4);
-        assert!(socket.release(|| true));
+        let (socket, mut client) = released(4).await;
         let mut burst = Burst::default();
         for _ in 0..8 {
             assert!(socket.0.offer(&Bytes::from_static(b"x"), false, &mut never(), Some(&mut burst)));
@@ -725,9 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_fills_the_bound_and_frames_stay_whole() {
-        let (socket, mut client) = pair().await;
-        socket.attach(4);
-        assert!(socket.release(|| true));
+        let (socket, mut client) = released(4).await;
         let frame = Bytes::from(vec![7u8; 64 * 1024]);
         let mut accepted = 0;
         while socket.0.offer(&frame, false, &mut never(), None) {
