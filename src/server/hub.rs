@@ -73,6 +73,33 @@ pub trait Direct: Send + Sync + std::fmt::Debug {
 
     /// The burst this connection is in has finished: write what waits.
     fn flush_burst(&self);
+
+    /// Ask the CPU to fetch what [`Direct::offer`] reads, ahead of the call (see
+    /// [`prefetch`]). Touches no memory itself.
+    fn prefetch(&self) {}
+}
+
+/// Ask the CPU to start loading `value`'s cache lines, without waiting for them.
+///
+/// A fan-out to a thousand connections touches each one's state once, and the kernel's
+/// TCP work between two of them (one `send`, a few microseconds) evicts it from the
+/// nearest caches: each touch was a cache miss, 5–8 % of the server's time in `perf`.
+/// Asking for the next connections' lines while the current one is written hides that
+/// latency behind the `send`.
+#[inline]
+pub fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = (value as *const T).cast::<i8>();
+        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+            // SAFETY: a prefetch is a hint: it reads nothing the program can observe and
+            // never faults, whatever the address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 /// Several events published back to back (a committed batch of chat messages): each
@@ -92,9 +119,13 @@ impl Burst {
 
     /// Write every connection's waiting frames.
     pub fn finish(&mut self) {
-        for direct in self.touched.drain(..) {
-            direct.flush_burst();
+        for i in 0..self.touched.len() {
+            if let Some(next) = self.touched.get(i + 1) {
+                next.prefetch();
+            }
+            self.touched[i].flush_burst();
         }
+        self.touched.clear();
     }
 }
 
@@ -147,6 +178,14 @@ impl Peer {
     /// Let publishers write this peer's events into `direct` themselves. Once only.
     pub fn set_direct(&self, direct: Arc<dyn Direct>) {
         let _ = self.direct.set(direct);
+    }
+
+    /// Prefetch what delivering to this peer reads next: its connection's state. The peer
+    /// itself must be in cache already (its own [`prefetch`] came earlier).
+    fn prefetch_direct(&self) {
+        if let Some(direct) = self.direct.get() {
+            direct.prefetch();
+        }
     }
 
     /// Give an event to this peer alone (for example, one that only it may see): written
@@ -301,7 +340,21 @@ impl Hub {
         };
         let event = Arc::new(event);
         let subs = subs.read().unwrap_or_else(PoisonError::into_inner);
-        subs.iter().filter(|peer| peer.deliver_in(event.clone(), burst.as_deref_mut())).count()
+        let mut delivered = 0;
+        for (i, peer) in subs.iter().enumerate() {
+            // Two steps ahead: the peer after next, whose state names its connection; then
+            // the next peer's connection, now that its peer was fetched a step ago.
+            if let Some(after_next) = subs.get(i + 2) {
+                prefetch::<Peer>(after_next);
+            }
+            if let Some(next) = subs.get(i + 1) {
+                next.prefetch_direct();
+            }
+            if peer.deliver_in(event.clone(), burst.as_deref_mut()) {
+                delivered += 1;
+            }
+        }
+        delivered
     }
 
     /// How many connections subscribe to `topic`.

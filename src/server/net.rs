@@ -91,9 +91,13 @@ async fn flush_loop(flusher: Arc<Flusher>, stop: CancellationToken) {
                 break;
             }
             let now = Instant::now();
-            for socket in sockets.drain(..) {
-                socket.flush_waiting(now);
+            for i in 0..sockets.len() {
+                if let Some(next) = sockets.get(i + 1) {
+                    super::hub::prefetch::<Shared>(&next.0);
+                }
+                sockets[i].flush_waiting(now);
             }
+            sockets.clear();
             tokio::time::sleep(flusher.window).await;
         }
     }
@@ -465,6 +469,10 @@ impl Direct for Shared {
             // The socket is full, or failed: the connection task takes over.
             out.wake_drainer();
         }
+    }
+
+    fn prefetch(&self) {
+        super::hub::prefetch::<Shared>(self);
     }
 }
 
