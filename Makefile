@@ -39,6 +39,7 @@ tools:
 	fi
 	@[ -x $(WASM_OPT) ] && [ -f $(ATLAS) ] || (cd tools && npm install --no-audit --no-fund)
 	@command -v brotli >/dev/null || apt-get install -y brotli || (apt-get update && apt-get install -y brotli)
+	@command -v zopfli >/dev/null || apt-get install -y zopfli || (apt-get update && apt-get install -y zopfli)
 	@[ -x $(WASM_SPLIT) ] && [ $(WASM_SPLIT) -nt tools/wasm-split/src/main.rs ] \
 	  || $(CARGO) build --release --locked --manifest-path tools/wasm-split/Cargo.toml
 
@@ -56,15 +57,16 @@ $(PKG)/switchboard_bg.wasm: $(SOURCES) | tools
 	  $(WASM_OPT) $(WASM_OPT_FLAGS) $$module -o $$module 2>&1 | { grep -v 'unknown name subsection' || true; }; \
 	done
 	# The compressed copies the server sends (see `server::bundle`): brotli to browsers that
-	# take it (over HTTPS, all of them), gzip to the others.
-	gzip -9 -kf $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
+	# take it (over HTTPS, all of them), gzip to the others. The gzip copies are zopfli's:
+	# any gzip reader takes them, and they are 4-5 % smaller than `gzip -9`'s.
+	zopfli $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
 	brotli -q 11 -kf $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
 	@tools/wasm_size.sh $(PKG)
 
 $(PKG)/switchboard.css: style/main.css | tools
 	mkdir -p $(PKG)
 	cp style/main.css $@
-	gzip -9 -kf $@
+	zopfli $@
 	brotli -q 11 -kf $@
 
 .PHONY: site-assets

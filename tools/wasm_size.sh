@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The browser bundle's size as the server sends it: gzipped (-9) and with brotli (-q 11), from
-# the `.gz` and `.br` copies `make` writes (compressed here where a copy is missing): the main
+# The browser bundle's size as the server sends it: gzipped (zopfli) and with brotli (-q 11),
+# from the `.gz` and `.br` copies `make` writes (compressed here where a copy is missing, with
+# `gzip -9`, a little larger): the main
 # module, and for each lazily loaded page what its first visit fetches (the main module, the
 # page's module and the shared modules it needs, from the split manifest). Browsers take
 # brotli over HTTPS only, so on a plain-HTTP LAN the gzip figure is what crosses the wire.
