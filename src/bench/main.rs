@@ -130,6 +130,13 @@ enum Workload {
         bytes: usize,
         #[arg(long, default_value_t = 200)]
         rounds: usize,
+        /// Milliseconds between rounds (one round is one message's fan-out).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        gap_ms: u64,
+        /// The reader sleeps in epoll until a socket has data, as the generator does, instead
+        /// of polling without sleeping.
+        #[arg(long)]
+        sleeping_reader: bool,
         #[arg(long, default_value_t = 0)]
         sender_cpu: usize,
         #[arg(long, default_value_t = 1)]
@@ -660,28 +667,37 @@ impl Bench {
     }
 }
 
-/// The send floor, reported like the other workloads.
+/// The send floor, reported like the other workloads. `cpus`: the sender's and the reader's.
 fn send_floor(
     connections: usize,
     bytes: usize,
     rounds: usize,
-    sender_cpu: usize,
-    reader_cpu: usize,
+    gap: Duration,
+    reader: floor::Reader,
+    cpus: (usize, usize),
     json: bool,
 ) -> Result<(), String> {
-    let f = floor::measure(connections, bytes.max(1), rounds.max(1), sender_cpu, reader_cpu)
+    let f = floor::measure(connections, bytes.max(1), rounds.max(1), gap, reader, cpus.0, cpus.1)
         .map_err(|e| format!("send floor: {e}"))?;
+    let sleeping = reader == floor::Reader::Sleeping;
     if json {
         let line = serde_json::json!({
             "workload": "send-floor", "target": "floor", "connections": f.connections, "bytes": f.bytes,
-            "rounds": f.rounds, "cpu_us_per_send": f.cpu_us_per_send,
-            "round_p50_ms": f.round_p50_ms, "round_p99_ms": f.round_p99_ms,
+            "rounds": f.rounds, "gap_ms": gap.as_millis() as u64, "sleeping_reader": sleeping,
+            "cpu_us_per_send": f.cpu_us_per_send, "round_p50_ms": f.round_p50_ms, "round_p99_ms": f.round_p99_ms,
         });
         println!("{line}");
     } else {
         println!(
-            "send floor: {} connections, {}-byte frames: {:.2} µs CPU per send; a round of {} sends takes p50 {:.2} ms, p99 {:.2} ms",
-            f.connections, f.bytes, f.cpu_us_per_send, f.connections, f.round_p50_ms, f.round_p99_ms
+            "send floor: {} connections, {}-byte frames, rounds {} ms apart, reader {}: {:.2} µs CPU per send; a round of {} sends takes p50 {:.2} ms, p99 {:.2} ms",
+            f.connections,
+            f.bytes,
+            gap.as_millis(),
+            if sleeping { "asleep in epoll" } else { "spinning" },
+            f.cpu_us_per_send,
+            f.connections,
+            f.round_p50_ms,
+            f.round_p99_ms
         );
     }
     Ok(())
@@ -689,11 +705,15 @@ fn send_floor(
 
 async fn run(cli: Cli) -> Result<(), String> {
     let limit = process::raise_file_limit();
-    if let Workload::SendFloor { connections, bytes, rounds, sender_cpu, reader_cpu } = cli.workload {
+    if let Workload::SendFloor { connections, bytes, rounds, gap_ms, sleeping_reader, sender_cpu, reader_cpu } =
+        cli.workload
+    {
         if 2 * connections as u64 + 32 > limit {
             return Err(format!("{connections} connections need more open files than the limit of {limit}"));
         }
-        return send_floor(connections, bytes, rounds, sender_cpu, reader_cpu, cli.json);
+        let reader = if sleeping_reader { floor::Reader::Sleeping } else { floor::Reader::Spinning };
+        let gap = Duration::from_millis(gap_ms);
+        return send_floor(connections, bytes, rounds, gap, reader, (sender_cpu, reader_cpu), cli.json);
     }
     let (connections, senders) = match &cli.workload {
         Workload::Fanout { subscribers, senders, stalled, .. } => (subscribers + stalled, *senders),

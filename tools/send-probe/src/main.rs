@@ -1,5 +1,5 @@
-//! `switchboard-send-probe [ROUNDS] [CONNECTIONS]`: one thread pinned to CPU 0 writes a
-//! 180-byte frame to each of N loopback connections per round, 20 ms apart; a reader pinned
+//! `switchboard-send-probe [ROUNDS] [CONNECTIONS] [GAP_MS]`: one thread pinned to CPU 0 writes
+//! a 180-byte frame to each of N loopback connections per round, rounds GAP_MS (20) apart; a reader pinned
 //! to CPU 1 drains them. Prints the sender thread's CPU per frame and the wall time of a
 //! round for each way of sending, alternated so that the machine's drift touches all alike.
 
@@ -103,7 +103,7 @@ struct Figures {
     round_p99_ms: f64,
 }
 
-fn measure(way: Way, connections: usize, rounds: usize) -> io::Result<Figures> {
+fn measure(way: Way, connections: usize, rounds: usize, gap: Duration) -> io::Result<Figures> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let mut readers = Vec::with_capacity(connections);
@@ -159,7 +159,7 @@ fn measure(way: Way, connections: usize, rounds: usize) -> io::Result<Figures> {
             }
         }
         walls.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(gap);
     }
     let sender_cpu = thread_cpu().saturating_sub(start);
     let (got, reader_cpu) = reader.join().map_err(|_| io::Error::other("the reader panicked"))??;
@@ -182,11 +182,12 @@ fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(150).max(1);
     let connections: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000).max(1);
+    let gap = Duration::from_millis(args.next().and_then(|a| a.parse().ok()).unwrap_or(20));
     let ways = [Way::Send, Way::SendToSleeper, Way::Ring];
     let mut totals = [0.0; 3];
     for pass in 1..=3 {
         for (i, way) in ways.iter().enumerate() {
-            let f = measure(*way, connections, rounds)?;
+            let f = measure(*way, connections, rounds, gap)?;
             totals[i] += f.cpu_us_per_send;
             println!(
                 "pass {pass} {way:?}: {:.2} µs CPU per send ({:.2} in the sending thread), round p50 {:.2} ms, p99 {:.2} ms",
