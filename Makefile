@@ -59,14 +59,20 @@ $(PKG)/switchboard_bg.wasm: $(SOURCES) | tools
 	# The compressed copies the server sends (see `server::bundle`): brotli to browsers that
 	# take it (over HTTPS, all of them), gzip to the others. The gzip copies are zopfli's:
 	# any gzip reader takes them, and they are 4-5 % smaller than `gzip -9`'s.
+	# zopfli exits 0 even when it could not write a copy: none may be stale or cut short.
+	rm -f $(PKG)/switchboard_bg.wasm.gz $(PKG)/switchboard.js.gz $(PKG)/__wasm_split.*.js.gz
 	zopfli $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
+	gzip -t $(PKG)/switchboard_bg.wasm.gz $(PKG)/switchboard.js.gz $(PKG)/__wasm_split.*.js.gz \
+	  $$(sed 's/$$/.gz/' target/wasm-split/modules)
 	brotli -q 11 -kf $(PKG)/switchboard_bg.wasm $(PKG)/switchboard.js $(PKG)/__wasm_split.*.js $$(cat target/wasm-split/modules)
 	@tools/wasm_size.sh $(PKG)
 
 $(PKG)/switchboard.css: style/main.css | tools
 	mkdir -p $(PKG)
 	cp style/main.css $@
+	rm -f $@.gz
 	zopfli $@
+	gzip -t $@.gz
 	brotli -q 11 -kf $@
 
 .PHONY: site-assets

@@ -159,27 +159,27 @@ def floors(results, target="switchboard-web"):
 def send_floor(results):
     """The kernel's part alone, and each fan-out figure as a multiple of it."""
     f = results.get(("send-floor", "floor"))
-    if f is None:
-        return None
-    floor = f["cpu_us_per_send"]
-    lines = [
-        f"Send floor (no server: one pinned thread, one send() of a {f['bytes']}-byte frame to each of "
-        f"{f['connections']:,} loopback connections): {floor:.2f} µs CPU per send; a round of "
-        f"{f['connections']:,} sends takes p50 {f['round_p50_ms']:.2f} ms, p99 {f['round_p99_ms']:.2f} ms.",
-        "Server CPU per delivery as a multiple of that floor:",
-    ]
-    for label in ("fanout-100-50k", "fanout-1000-50k"):
-        cells = []
-        for target in SWITCHBOARD + BASELINES:
-            us = value(results, label, target, fanout("server_us_per_delivery"))
-            if us is not None:
-                cells.append(f"{target} {us / floor:.2f}×")
-        if cells:
-            lines.append(f"- {label}: " + ", ".join(cells))
+    lines = []
+    if f is not None:
+        floor = f["cpu_us_per_send"]
+        lines += [
+            f"Send floor (no server: one pinned thread, one send() of a {f['bytes']}-byte frame to each of "
+            f"{f['connections']:,} loopback connections): {floor:.2f} µs CPU per send; a round of "
+            f"{f['connections']:,} sends takes p50 {f['round_p50_ms']:.2f} ms, p99 {f['round_p99_ms']:.2f} ms.",
+            "Server CPU per delivery as a multiple of that floor:",
+        ]
+        for label in ("fanout-100-50k", "fanout-1000-50k"):
+            cells = []
+            for target in SWITCHBOARD + BASELINES:
+                us = value(results, label, target, fanout("server_us_per_delivery"))
+                if us is not None:
+                    cells.append(f"{target} {us / floor:.2f}×")
+            if cells:
+                lines.append(f"- {label}: " + ", ".join(cells))
     slow = results.get(("send-floor-10", "floor"))
     if slow is not None:
         lines += [
-            "",
+            "" if lines else None,
             f"Send floor at the 10 messages/s run's pace (rounds {slow['gap_ms']} ms apart, the reader asleep in "
             f"epoll as the generator is, whose wake-up loopback runs on the sender's core): "
             f"{slow['cpu_us_per_send']:.2f} µs CPU per send; a round takes p50 {slow['round_p50_ms']:.2f} ms, "
@@ -192,7 +192,8 @@ def send_floor(results):
                 cells.append(f"{target} {us / slow['cpu_us_per_send']:.2f}×")
         if cells:
             lines.append("- fanout-1000-10, server CPU per delivery as a multiple of it: " + ", ".join(cells))
-    return "\n".join(lines)
+    lines = [line for line in lines if line is not None]
+    return "\n".join(lines) if lines else None
 
 
 def main():

@@ -53,10 +53,9 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-fn spin(mut readers: Vec<TcpStream>, want: usize) -> usize {
+fn spin(mut readers: Vec<TcpStream>, want: usize, deadline: Instant) -> usize {
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
     while got < want && Instant::now() < deadline {
         for stream in readers.iter_mut() {
             if let Ok(n) = stream.read(&mut buf) {
@@ -67,7 +66,7 @@ fn spin(mut readers: Vec<TcpStream>, want: usize) -> usize {
     got
 }
 
-fn sleep_in_epoll(mut readers: Vec<TcpStream>, want: usize) -> std::io::Result<usize> {
+fn sleep_in_epoll(mut readers: Vec<TcpStream>, want: usize, deadline: Instant) -> std::io::Result<usize> {
     // SAFETY: epoll calls on a descriptor this function creates and closes, with sockets it
     // owns throughout, and an event buffer that outlives every call.
     unsafe {
@@ -87,10 +86,20 @@ fn sleep_in_epoll(mut readers: Vec<TcpStream>, want: usize) -> std::io::Result<u
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = 0;
         while got < want {
-            // Edge-triggered: each ready socket is read until it is empty.
-            let ready = libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 5_000);
-            if ready <= 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 break;
+            }
+            // Edge-triggered: each ready socket is read until it is empty.
+            let timeout = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            let ready = libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, timeout);
+            if ready < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            if ready < 0 {
+                let error = std::io::Error::last_os_error();
+                libc::close(epoll);
+                return Err(error);
             }
             for event in &events[..ready as usize] {
                 let stream = &mut readers[event.u64 as usize];
@@ -128,11 +137,13 @@ pub fn measure(
         reader.set_nonblocking(true)?;
     }
     let want = connections * bytes * rounds;
+    // Time for every round and its gap, and a minute to spare.
+    let deadline = Instant::now() + gap.saturating_mul(rounds as u32) + Duration::from_secs(60);
     let drain = std::thread::spawn(move || {
         pin(reader_cpu);
         match reader {
-            Reader::Spinning => Ok(spin(readers, want)),
-            Reader::Sleeping => sleep_in_epoll(readers, want),
+            Reader::Spinning => Ok(spin(readers, want, deadline)),
+            Reader::Sleeping => sleep_in_epoll(readers, want, deadline),
         }
     });
     pin(sender_cpu);

@@ -91,11 +91,15 @@ pub fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
         let start = (value as *const T).cast::<i8>();
-        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+        // From the start of the first line the value touches to its last byte.
+        let into_line = start as usize % LINE;
+        let first = start.wrapping_sub(into_line);
+        for offset in (0..into_line + std::mem::size_of::<T>()).step_by(LINE) {
             // SAFETY: a prefetch is a hint: it reads nothing the program can observe and
             // never faults, whatever the address.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(offset)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -119,13 +123,13 @@ impl Burst {
 
     /// Write every connection's waiting frames.
     pub fn finish(&mut self) {
-        for i in 0..self.touched.len() {
-            if let Some(next) = self.touched.get(i + 1) {
+        let mut touched = self.touched.drain(..).peekable();
+        while let Some(direct) = touched.next() {
+            if let Some(next) = touched.peek() {
                 next.prefetch();
             }
-            self.touched[i].flush_burst();
+            direct.flush_burst();
         }
-        self.touched.clear();
     }
 }
 

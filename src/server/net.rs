@@ -91,13 +91,13 @@ async fn flush_loop(flusher: Arc<Flusher>, stop: CancellationToken) {
                 break;
             }
             let now = Instant::now();
-            for i in 0..sockets.len() {
-                if let Some(next) = sockets.get(i + 1) {
+            let mut dirty = sockets.drain(..).peekable();
+            while let Some(socket) = dirty.next() {
+                if let Some(next) = dirty.peek() {
                     super::hub::prefetch::<Shared>(&next.0);
                 }
-                sockets[i].flush_waiting(now);
+                socket.flush_waiting(now);
             }
-            sockets.clear();
             tokio::time::sleep(flusher.window).await;
         }
     }

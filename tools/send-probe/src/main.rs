@@ -72,7 +72,9 @@ fn epoll_reader(mut readers: Vec<TcpStream>, want: usize) -> io::Result<usize> {
     for (i, stream) in readers.iter().enumerate() {
         let mut event = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: i as u64 };
         if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), &mut event) } < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            unsafe { libc::close(epoll) };
+            return Err(error);
         }
     }
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
