@@ -89,8 +89,8 @@ kind_of() {
 }
 
 # No server: what one send costs here, the least any server pays per delivery (docs/benchmarks.md).
-# Twice: rounds 20 ms apart to a reader that never sleeps (the least a send costs), and rounds
-# 100 ms apart, as the 10 messages/s run's, to a reader asleep in epoll as the generator is.
+# Rounds 20 ms apart to a reader that never sleeps (the least a send costs); rounds 100 ms
+# apart, as the 10 messages/s run's, to a reader asleep in epoll as the generator is.
 send_floor() { # label, extra arguments
     local label="$1"
     shift
@@ -102,6 +102,8 @@ send_floor() { # label, extra arguments
 }
 send_floor send-floor
 send_floor send-floor-10 --gap-ms 100 --rounds 60 --sleeping-reader
+# The same rounds as the first, each written with one io_uring submission (docs/benchmarks.md).
+send_floor send-floor-ring --ring
 
 for target in $TARGETS; do
     kind="$(kind_of "$target")"

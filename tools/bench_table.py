@@ -176,6 +176,13 @@ def send_floor(results):
                     cells.append(f"{target} {us / floor:.2f}×")
             if cells:
                 lines.append(f"- {label}: " + ", ".join(cells))
+        ring = results.get(("send-floor-ring", "floor"))
+        if ring is not None:
+            lines.append(
+                f"The same rounds written with one io_uring submission each: {ring['cpu_us_per_send']:.2f} µs CPU per "
+                f"send ({ring['cpu_us_per_send'] / floor:.2f}× a send() each); a round takes p50 "
+                f"{ring['round_p50_ms']:.2f} ms, p99 {ring['round_p99_ms']:.2f} ms."
+            )
     slow = results.get(("send-floor-10", "floor"))
     if slow is not None:
         lines += [

@@ -4,6 +4,9 @@
 //! generator's core drains them. No WebSocket, no runtime, no queue: a server can get close to
 //! these figures, not below them. They put the fan-out figures of the same run in proportion.
 //!
+//! With `Sender::Ring` a round is one io_uring submission of N sends instead of N `send()`
+//! calls: what a server that batched its writes that way would pay (docs/benchmarks.md).
+//!
 //! Two readers: one that polls without sleeping, so that no wake-up is paid for it (the
 //! least a `send` costs); and one that sleeps in `epoll_wait` until a socket has data, as the
 //! generator and any client do. Over loopback the sleeper's wake-up runs on the sender's
@@ -23,6 +26,15 @@ pub enum Reader {
     Spinning,
     /// Sleeps in `epoll_wait` until a socket is readable.
     Sleeping,
+}
+
+/// How a round's frames are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// One blocking `send()` per connection.
+    Send,
+    /// One io_uring submission of every connection's send, waited for together.
+    Ring,
 }
 
 pub struct Floor {
@@ -113,12 +125,52 @@ fn sleep_in_epoll(mut readers: Vec<TcpStream>, want: usize, deadline: Instant) -
     }
 }
 
-/// Rounds of one `send` to each connection, `gap` apart, read by `reader`.
+/// Connections' sends per io_uring submission at most.
+#[cfg(target_os = "linux")]
+const RING_BATCH: usize = 4096;
+
+/// Writes one round with io_uring: every connection's send submitted at once, in batches of
+/// at most [`RING_BATCH`], each waited for whole.
+#[cfg(target_os = "linux")]
+fn ring_round(ring: &mut io_uring::IoUring, writers: &[TcpStream], frame: &[u8]) -> std::io::Result<()> {
+    use io_uring::{opcode, types};
+    for batch in writers.chunks(RING_BATCH) {
+        {
+            let mut queue = ring.submission();
+            for stream in batch {
+                // Not waiting for room: a round's frame always fits after the gap.
+                let send = opcode::Send::new(types::Fd(stream.as_raw_fd()), frame.as_ptr(), frame.len() as u32)
+                    .flags(libc::MSG_DONTWAIT)
+                    .build();
+                // SAFETY: `frame` and the sockets outlive the submission: it is waited for
+                // whole below, before this function returns.
+                unsafe { queue.push(&send) }.map_err(|_| std::io::Error::other("the ring is full"))?;
+            }
+        }
+        ring.submit_and_wait(batch.len())?;
+        for done in ring.completion() {
+            if done.result() != frame.len() as i32 {
+                return Err(std::io::Error::other(format!("a ring send returned {}", done.result())));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ring_round(_: &mut (), _: &[TcpStream], _: &[u8]) -> std::io::Result<()> {
+    Err(std::io::Error::other("io_uring is Linux only"))
+}
+
+/// Rounds of one send to each connection, `gap` apart, written by `sender` and read by
+/// `reader`.
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     connections: usize,
     bytes: usize,
     rounds: usize,
     gap: Duration,
+    sender: Sender,
     reader: Reader,
     sender_cpu: usize,
     reader_cpu: usize,
@@ -148,12 +200,23 @@ pub fn measure(
     });
     pin(sender_cpu);
     let frame = vec![b'x'; bytes];
+    #[cfg(target_os = "linux")]
+    let mut ring = io_uring::IoUring::builder()
+        .setup_single_issuer()
+        .build(connections.clamp(1, RING_BATCH).next_power_of_two() as u32)?;
+    #[cfg(not(target_os = "linux"))]
+    let mut ring = ();
     let mut walls = Histogram::default();
     let start = thread_cpu();
     for _ in 0..rounds {
         let t = Instant::now();
-        for stream in writers.iter_mut() {
-            stream.write_all(&frame)?;
+        match sender {
+            Sender::Send => {
+                for stream in writers.iter_mut() {
+                    stream.write_all(&frame)?;
+                }
+            }
+            Sender::Ring => ring_round(&mut ring, &writers, &frame)?,
         }
         walls.record(t.elapsed().as_nanos() as u64);
         // Let the reader empty the buffers: every round starts as a new message would.
@@ -180,8 +243,10 @@ mod tests {
 
     #[test]
     fn every_byte_sent_is_read_and_the_costs_are_counted() {
-        for reader in [Reader::Spinning, Reader::Sleeping] {
-            let floor = measure(8, 100, 3, Duration::from_millis(5), reader, 0, 0).expect("a run on loopback");
+        for (sender, reader) in
+            [(Sender::Send, Reader::Spinning), (Sender::Send, Reader::Sleeping), (Sender::Ring, Reader::Spinning)]
+        {
+            let floor = measure(8, 100, 3, Duration::from_millis(5), sender, reader, 0, 0).expect("a run on loopback");
             assert_eq!((floor.connections, floor.bytes, floor.rounds), (8, 100, 3));
             assert!(floor.cpu_us_per_send > 0.0 && floor.cpu_us_per_send < 10_000.0, "{}", floor.cpu_us_per_send);
             assert!(floor.round_p50_ms > 0.0 && floor.round_p99_ms >= floor.round_p50_ms);

@@ -137,6 +137,10 @@ enum Workload {
         /// of polling without sleeping.
         #[arg(long)]
         sleeping_reader: bool,
+        /// Write each round with one io_uring submission instead of a `send()` per connection
+        /// (Linux).
+        #[arg(long)]
+        ring: bool,
         #[arg(long, default_value_t = 0)]
         sender_cpu: usize,
         #[arg(long, default_value_t = 1)]
@@ -667,32 +671,36 @@ impl Bench {
     }
 }
 
-/// The send floor, reported like the other workloads. `cpus`: the sender's and the reader's.
+/// The send floor, reported like the other workloads. `ways`: how rounds are written and
+/// read; `cpus`: the sender's and the reader's.
 fn send_floor(
     connections: usize,
     bytes: usize,
     rounds: usize,
     gap: Duration,
-    reader: floor::Reader,
+    ways: (floor::Sender, floor::Reader),
     cpus: (usize, usize),
     json: bool,
 ) -> Result<(), String> {
-    let f = floor::measure(connections, bytes.max(1), rounds.max(1), gap, reader, cpus.0, cpus.1)
+    let (sender, reader) = ways;
+    let f = floor::measure(connections, bytes.max(1), rounds.max(1), gap, sender, reader, cpus.0, cpus.1)
         .map_err(|e| format!("send floor: {e}"))?;
     let sleeping = reader == floor::Reader::Sleeping;
+    let ring = sender == floor::Sender::Ring;
     if json {
         let line = serde_json::json!({
             "workload": "send-floor", "target": "floor", "connections": f.connections, "bytes": f.bytes,
-            "rounds": f.rounds, "gap_ms": gap.as_millis() as u64, "sleeping_reader": sleeping,
+            "rounds": f.rounds, "gap_ms": gap.as_millis() as u64, "sleeping_reader": sleeping, "ring": ring,
             "cpu_us_per_send": f.cpu_us_per_send, "round_p50_ms": f.round_p50_ms, "round_p99_ms": f.round_p99_ms,
         });
         println!("{line}");
     } else {
         println!(
-            "send floor: {} connections, {}-byte frames, rounds {} ms apart, reader {}: {:.2} µs CPU per send; a round of {} sends takes p50 {:.2} ms, p99 {:.2} ms",
+            "send floor: {} connections, {}-byte frames, rounds {} ms apart, written with {}, reader {}: {:.2} µs CPU per send; a round of {} sends takes p50 {:.2} ms, p99 {:.2} ms",
             f.connections,
             f.bytes,
             gap.as_millis(),
+            if ring { "one io_uring submission" } else { "a send() each" },
             if sleeping { "asleep in epoll" } else { "spinning" },
             f.cpu_us_per_send,
             f.connections,
@@ -705,15 +713,16 @@ fn send_floor(
 
 async fn run(cli: Cli) -> Result<(), String> {
     let limit = process::raise_file_limit();
-    if let Workload::SendFloor { connections, bytes, rounds, gap_ms, sleeping_reader, sender_cpu, reader_cpu } =
+    if let Workload::SendFloor { connections, bytes, rounds, gap_ms, sleeping_reader, ring, sender_cpu, reader_cpu } =
         cli.workload
     {
         if 2 * connections as u64 + 32 > limit {
             return Err(format!("{connections} connections need more open files than the limit of {limit}"));
         }
         let reader = if sleeping_reader { floor::Reader::Sleeping } else { floor::Reader::Spinning };
+        let sender = if ring { floor::Sender::Ring } else { floor::Sender::Send };
         let gap = Duration::from_millis(gap_ms);
-        return send_floor(connections, bytes, rounds, gap, reader, (sender_cpu, reader_cpu), cli.json);
+        return send_floor(connections, bytes, rounds, gap, (sender, reader), (sender_cpu, reader_cpu), cli.json);
     }
     let (connections, senders) = match &cli.workload {
         Workload::Fanout { subscribers, senders, stalled, .. } => (subscribers + stalled, *senders),

@@ -594,27 +594,17 @@ mod tests {
     async fn offers_queue_until_released_and_then_write_in_order() {
         let (socket, mut client) = pair().await;
         let mut queued = Vec::new();
-        // Not attached yet: everything goes to the task.
-        assert!(socket.0.offer(
-            &Bytes::from_static(b"a"),
-            false,
-            &mut || {
-                queued.push('a');
+        // Not attached yet ("a"), then attached but holding until released ("b"): both go
+        // to the task.
+        for frame in [b"a", b"b"] {
+            let mut queue = || {
+                queued.push(frame[0]);
                 true
-            },
-            None
-        ));
-        socket.attach(8);
-        assert!(socket.0.offer(
-            &Bytes::from_static(b"b"),
-            false,
-            &mut || {
-                queued.push('b');
-                true
-            },
-            None
-        ));
-        assert_eq!(queued, ['a', 'b']);
+            };
+            assert!(socket.0.offer(&Bytes::from_static(frame), false, &mut queue, None));
+            socket.attach(8);
+        }
+        assert_eq!(queued, b"ab");
         assert!(!socket.release(|| false), "the task still has events");
         assert!(socket.release(|| true));
         let mut writer = socket.clone();
