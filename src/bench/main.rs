@@ -311,6 +311,9 @@ struct PhaseResult {
     duplicates: u64,
     p50_ms: f64,
     p99_ms: f64,
+    /// One delivery in a thousand waits longer: where a stall that hits one batch in a few
+    /// hundred (a checkpoint, say) shows before it reaches the p99.
+    p999_ms: f64,
     max_ms: f64,
     server_cpu: Option<Duration>,
     generator_cpu: Duration,
@@ -356,6 +359,7 @@ impl PhaseResult {
             "loss": self.loss(),
             "p50_ms": (self.received > 0).then_some(self.p50_ms),
             "p99_ms": (self.received > 0).then_some(self.p99_ms),
+            "p999_ms": (self.received > 0).then_some(self.p999_ms),
             "max_ms": (self.received > 0).then_some(self.max_ms),
             "server_us_per_delivery": self.server_us_per_delivery(),
             "server_cores": self.server_cores(),
@@ -366,12 +370,13 @@ impl PhaseResult {
     fn line(&self) -> String {
         let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
         format!(
-            "offered {:.0}/s delivered {:.0}/s loss {:.3}% p50 {:.2} ms p99 {:.2} ms max {:.2} ms | server {} µs/delivery ({} cores) | generator {:.2} µs/delivery ({:.2} cores)",
+            "offered {:.0}/s delivered {:.0}/s loss {:.3}% p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms | server {} µs/delivery ({} cores) | generator {:.2} µs/delivery ({:.2} cores)",
             self.offered_per_s(),
             self.delivered_per_s(),
             self.loss() * 100.0,
             self.p50_ms,
             self.p99_ms,
+            self.p999_ms,
             self.max_ms,
             opt(self.server_us_per_delivery(), 2),
             opt(self.server_cores(), 2),
@@ -452,6 +457,7 @@ impl Bench {
             duplicates: tally.duplicates,
             p50_ms: ms(tally.latency.quantile(0.50)),
             p99_ms: ms(tally.latency.quantile(0.99)),
+            p999_ms: ms(tally.latency.quantile(0.999)),
             max_ms: ms(tally.latency.max()),
             server_cpu,
             generator_cpu,
