@@ -253,6 +253,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_COMMIT_WINDOW_MS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub commit_window_ms: u64,
 
+    /// Milliseconds between checkpoints of the database's write-ahead log, made by a task of
+    /// their own while writers carry on. 0: SQLite's default, inside the commit that takes
+    /// the log past 1,000 pages (which then returns milliseconds later).
+    #[arg(long, env = "SWITCHBOARD_CHECKPOINT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub checkpoint_ms: u64,
+
     /// Seconds between the server's heartbeat pings.
     #[arg(long, env = "SWITCHBOARD_HEARTBEAT_SECS", default_value_t = 3)]
     pub heartbeat_secs: u64,
@@ -355,6 +361,14 @@ impl Config {
         Duration::from_secs(self.idle_timeout_secs.max(self.heartbeat_secs + 1))
     }
 
+    /// Who checkpoints the database's write-ahead log.
+    pub fn checkpoints(&self) -> super::store::Checkpoints {
+        match self.checkpoint_ms {
+            0 => super::store::Checkpoints::InCommit,
+            ms => super::store::Checkpoints::Background(Duration::from_millis(ms)),
+        }
+    }
+
     pub fn chat_limits(&self) -> super::chat::ChatLimits {
         super::chat::ChatLimits {
             message_rate: self.message_rate,
@@ -385,6 +399,7 @@ impl Config {
             queue_frames: 1024,
             coalesce_ms: 5,
             commit_window_ms: 5,
+            checkpoint_ms: 1000,
             heartbeat_secs: 3,
             idle_timeout_secs: 8,
             allowed_origins: Vec::new(),

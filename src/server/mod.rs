@@ -88,7 +88,7 @@ pub struct Server {
 impl Server {
     /// Open the store, start the chat and sensor writers, and bind the listener.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
-        let store = Store::open(&config.database_url).await?;
+        let store = Store::open_with(&config.database_url, config.checkpoints()).await?;
         let hub = Hub::new();
         let auth = Arc::new(Auth::new(store.clone()));
         let sensors = sensors::Sensors::start(store.clone(), hub.clone(), config.sensor_limits());

@@ -3,6 +3,12 @@
 //!
 //! Writes come in batches from the chat log's single writer, one transaction per
 //! batch (group commit), so a burst of messages costs one fsync, not one each.
+//!
+//! The write-ahead log is copied back into the database file (a checkpoint) by a task of
+//! its own, on a pooled connection, not a writer's ([`Checkpoints::Background`]). SQLite's
+//! default is to do it inside whichever commit passes 1,000 pages of log: every few hundred
+//! commits, one would then copy the log and `fsync` the database file before it returns,
+//! delaying that batch's acknowledgements and fan-out by milliseconds (docs/benchmarks.md).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -92,6 +98,23 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Who copies the write-ahead log back into the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// A task of the store's, this often, on a pooled connection, while writers carry on
+    /// (a `PASSIVE` checkpoint waits for no one). A commit checkpoints only when commits
+    /// came back to back long enough for the log to reach 4,000 pages (see `checkpoint_loop`).
+    Background(Duration),
+    /// SQLite's default: the commit that takes the log past 1,000 pages, before it returns.
+    InCommit,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints::Background(Duration::from_secs(1))
+    }
+}
+
 /// The file a `sqlite:` URL names, if it names one.
 fn sqlite_file(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -114,8 +137,15 @@ fn row_to_message(row: &sqlx::sqlite::SqliteRow) -> Result<ChatMessage, sqlx::Er
 }
 
 impl Store {
-    /// Open (creating the file and its folder if needed) and migrate the database.
+    /// Open (creating the file and its folder if needed) and migrate the database, with
+    /// checkpoints in the background.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, Checkpoints::default()).await
+    }
+
+    /// As [`Store::open`], with checkpoints made as `checkpoints` says. The background task
+    /// ends when the store is closed.
+    pub async fn open_with(url: &str, checkpoints: Checkpoints) -> Result<Store, StoreError> {
         if let Some(path) = sqlite_file(url) {
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
@@ -129,6 +159,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        let options = match checkpoints {
+            Checkpoints::Background(_) => options.pragma("wal_autocheckpoint", LOG_BOUND),
+            Checkpoints::InCommit => options,
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             // A local file: a ping before each use would only cost a trip to SQLite's thread.
@@ -136,6 +170,9 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        if let Checkpoints::Background(every) = checkpoints {
+            tokio::spawn(checkpoint_loop(pool.clone(), every));
+        }
         Ok(Store { pool })
     }
 
@@ -241,6 +278,38 @@ impl Store {
     /// The chat log's writer: one connection of its own, kept for as long as the log runs.
     pub async fn message_writer(&self) -> Result<MessageWriter, StoreError> {
         Ok(MessageWriter { conn: self.pool.acquire().await?.detach(), heads: HashMap::new() })
+    }
+}
+
+/// Pages of log at which a commit checkpoints itself after all, when checkpoints are made in
+/// the background: 4× SQLite's default mark, 16 MiB of log with 4 KiB pages.
+const LOG_BOUND: &str = "4000";
+
+/// Checkpoint every `every` until the pool closes.
+///
+/// A `PASSIVE` checkpoint copies what no reader still needs and waits for nobody, the
+/// writers included. The log starts over at the first write that begins with all of it
+/// copied back: at a pace with gaps between commits, every tick's checkpoint ends that way
+/// and no commit ever checkpoints. Commits back to back never leave such a gap; then the
+/// log grows to [`LOG_BOUND`] pages and the commit that passes it checkpoints itself, as
+/// with SQLite's default but with most pages copied back already, and the log starts over.
+/// (A `RESTART` checkpoint from here would bound the log too, but it keeps writers out while
+/// it waits for readers, up to the busy timeout.)
+async fn checkpoint_loop(pool: SqlitePool, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(%error, "checkpoint failed; the next tick tries again");
+        }
     }
 }
 
@@ -443,5 +512,56 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:data/s.db?mode=rwc"), Some("data/s.db"));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://x"), None);
+    }
+
+    /// How many frames the write-ahead log beside `db` holds room for (its file is reused
+    /// from the start once a checkpoint has copied everything back, never shrunk).
+    fn wal_frames(db: &std::path::Path) -> u64 {
+        let wal = std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len());
+        wal.saturating_sub(32) / (24 + 4096)
+    }
+
+    /// `commits` one-message commits (two or more log frames each) into a fresh database
+    /// checkpointed as `checkpoints` says, with a `pause` after every `group` of them; then
+    /// the log's size in frames.
+    async fn log_after(checkpoints: Checkpoints, commits: usize, group: usize, pause: Duration) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("test.db");
+        let store = Store::open_with(&format!("sqlite://{}", db.display()), checkpoints).await.unwrap();
+        let lobby = store.room("lobby").await.unwrap().unwrap();
+        let mut log = store.message_writer().await.unwrap();
+        for i in 0..commits {
+            log.append_batch(&[new(lobby.id, &i.to_string())]).await.unwrap();
+            if (i + 1) % group == 0 {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        let frames = wal_frames(&db);
+        drop(log);
+        store.close().await;
+        frames
+    }
+
+    #[tokio::test]
+    async fn commits_leave_checkpoints_to_the_background_task() {
+        let back_to_back = (usize::MAX, Duration::ZERO);
+        // With SQLite's default, the commit that passed 1,000 pages copied the log back
+        // itself, and the log started over: it never grew much past 1,000 frames.
+        let in_commit = log_after(Checkpoints::InCommit, 1000, back_to_back.0, back_to_back.1).await;
+        assert!((900..=1100).contains(&in_commit), "{in_commit} frames");
+        // With a background task that has not come yet, no commit checkpointed: the log
+        // holds every commit.
+        let hour = Checkpoints::Background(Duration::from_secs(3600));
+        let untouched = log_after(hour, 1000, back_to_back.0, back_to_back.1).await;
+        assert!(untouched >= 2000, "{untouched} frames");
+        // With one every few milliseconds and gaps between the commits, the task copies the
+        // log back in a gap, and the next commit starts it over.
+        let often = Checkpoints::Background(Duration::from_millis(5));
+        let with_gaps = log_after(often, 1000, 50, Duration::from_millis(30)).await;
+        assert!(with_gaps < 500, "{with_gaps} frames");
+        // Back to back, no gap comes: the commit that takes the log past the bound
+        // checkpoints itself, and the log starts over there.
+        let bounded = log_after(hour, 2200, back_to_back.0, back_to_back.1).await;
+        assert!((3900..=4300).contains(&bounded), "{bounded} frames");
     }
 }
