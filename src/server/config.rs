@@ -28,6 +28,8 @@ pub enum Command {
     BenchIngest(BenchIngestArgs),
 }
 
+/// `--checkpoint-ms`'s default: the store's own.
+const CHECKPOINT_MS: u64 = super::store::CHECKPOINT_EVERY.as_millis() as u64;
 /// Settings of `switchboard bench-ingest`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchIngestArgs {
@@ -256,7 +258,7 @@ pub struct Config {
     /// Milliseconds between checkpoints of the database's write-ahead log, made by a task of
     /// their own while writers carry on. 0: SQLite's default, inside the commit that takes
     /// the log past 1,000 pages (which then returns milliseconds later).
-    #[arg(long, env = "SWITCHBOARD_CHECKPOINT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    #[arg(long, env = "SWITCHBOARD_CHECKPOINT_MS", default_value_t = CHECKPOINT_MS, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub checkpoint_ms: u64,
 
     /// Seconds between the server's heartbeat pings.
@@ -363,10 +365,8 @@ impl Config {
 
     /// Who checkpoints the database's write-ahead log.
     pub fn checkpoints(&self) -> super::store::Checkpoints {
-        match self.checkpoint_ms {
-            0 => super::store::Checkpoints::InCommit,
-            ms => super::store::Checkpoints::Background(Duration::from_millis(ms)),
-        }
+        // Zero: SQLite's own (see `Checkpoints::Background`).
+        super::store::Checkpoints::Background(Duration::from_millis(self.checkpoint_ms))
     }
 
     pub fn chat_limits(&self) -> super::chat::ChatLimits {
@@ -399,7 +399,7 @@ impl Config {
             queue_frames: 1024,
             coalesce_ms: 5,
             commit_window_ms: 5,
-            checkpoint_ms: 1000,
+            checkpoint_ms: CHECKPOINT_MS,
             heartbeat_secs: 3,
             idle_timeout_secs: 8,
             allowed_origins: Vec::new(),

@@ -110,9 +110,12 @@ pub enum Checkpoints {
     InCommit,
 }
 
+/// How often the background task checkpoints by default.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 impl Default for Checkpoints {
     fn default() -> Self {
-        Checkpoints::Background(Duration::from_secs(1))
+        Checkpoints::Background(CHECKPOINT_EVERY)
     }
 }
 
@@ -531,9 +534,9 @@ mod tests {
     }
 
     /// `commits` one-message commits (two or more log frames each) into a fresh database
-    /// checkpointed as `checkpoints` says, with a `pause` after every `group` of them; then
-    /// the log's size in frames.
-    async fn log_after(checkpoints: Checkpoints, commits: usize, group: usize, pause: Duration) -> u64 {
+    /// checkpointed as `checkpoints` says, back to back or with `gaps`: a pause after every
+    /// group of so many; then the log's size in frames.
+    async fn log_after(checkpoints: Checkpoints, commits: usize, gaps: Option<(usize, Duration)>) -> u64 {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("test.db");
         let store = Store::open_with(&format!("sqlite://{}", db.display()), checkpoints).await.unwrap();
@@ -541,7 +544,7 @@ mod tests {
         let mut log = store.message_writer().await.unwrap();
         for i in 0..commits {
             log.append_batch(&[new(lobby.id, &i.to_string())]).await.unwrap();
-            if (i + 1) % group == 0 {
+            if let Some((_, pause)) = gaps.filter(|&(group, _)| (i + 1) % group == 0) {
                 tokio::time::sleep(pause).await;
             }
         }
@@ -553,25 +556,24 @@ mod tests {
 
     #[tokio::test]
     async fn commits_leave_checkpoints_to_the_background_task() {
-        let back_to_back = (usize::MAX, Duration::ZERO);
         // With SQLite's default, the commit that passed 1,000 pages copied the log back
         // itself, and the log started over: it never grew much past 1,000 frames.
-        let in_commit = log_after(Checkpoints::InCommit, 1000, back_to_back.0, back_to_back.1).await;
+        let in_commit = log_after(Checkpoints::InCommit, 1000, None).await;
         assert!((900..=1100).contains(&in_commit), "{in_commit} frames");
         // With a background task that has not come yet, no commit checkpointed: the log
         // holds every commit.
         let hour = Checkpoints::Background(Duration::from_secs(3600));
-        let untouched = log_after(hour, 1000, back_to_back.0, back_to_back.1).await;
+        let untouched = log_after(hour, 1000, None).await;
         assert!(untouched >= 2000, "{untouched} frames");
         // With one every few milliseconds and long gaps between groups of commits, the task
         // copies the log back in a gap, and the next commit starts it over. (A gap missed now
         // and then on a slow disk leaves two groups in the log, still far from all five.)
         let often = Checkpoints::Background(Duration::from_millis(5));
-        let with_gaps = log_after(often, 1000, 200, Duration::from_millis(300)).await;
+        let with_gaps = log_after(often, 1000, Some((200, Duration::from_millis(300)))).await;
         assert!(with_gaps < 1600, "{with_gaps} frames");
         // Back to back, no gap comes: the commit that takes the log past the bound
         // checkpoints itself, and the log starts over there.
-        let bounded = log_after(hour, 2200, back_to_back.0, back_to_back.1).await;
+        let bounded = log_after(hour, 2200, None).await;
         assert!((3900..=4300).contains(&bounded), "{bounded} frames");
     }
 }
