@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// The room every installation has, and the one the tutorial's `/ws/chat/` talks to.
 pub const LOBBY: &str = "lobby";
+/// The topic of the sensors' list: what every open dashboard hears (a sensor deleted).
+pub const SENSORS_TOPIC: &str = "sensors";
 /// How many messages a room shows when it is opened, and a page of older ones.
 pub const HISTORY_PAGE: u32 = 50;
 /// The most messages one `history` request may ask for.
@@ -297,6 +299,12 @@ pub enum ServerFrame {
         topic: String,
         readings: Vec<Reading>,
     },
+    /// A sensor was deleted, on `sensors` (every dashboard) and on `sensor:<id>` (whoever
+    /// watches it); the subscription to `sensor:<id>` ends with it.
+    SensorDeleted {
+        topic: String,
+        sensor: i64,
+    },
     Pong {
         id: String,
     },
@@ -310,7 +318,7 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     /// The frame types, as spelled on the wire.
-    pub const TYPES: [&'static str; 18] = [
+    pub const TYPES: [&'static str; 19] = [
         "welcome",
         "subscribed",
         "unsubscribed",
@@ -327,6 +335,7 @@ impl ServerFrame {
         "location_gone",
         "typing",
         "readings",
+        "sensor_deleted",
         "pong",
         "error",
     ];
@@ -385,6 +394,7 @@ mod wire {
         longitude: Option<f64>,
         trail: Option<Vec<[f64; 2]>>,
         readings: Option<Vec<Reading>>,
+        sensor: Option<i64>,
         code: Option<ErrorCode>,
         message: Option<String>,
     }
@@ -422,6 +432,7 @@ mod wire {
                 longitude,
                 trail,
                 readings,
+                sensor,
                 code,
                 message,
             } = self;
@@ -490,6 +501,7 @@ mod wire {
                 "location_gone" => ServerFrame::LocationGone { topic: need!(topic), user: need!(user) },
                 "typing" => ServerFrame::Typing { topic: need!(topic), user: need!(user) },
                 "readings" => ServerFrame::Readings { topic: need!(topic), readings: need!(readings) },
+                "sensor_deleted" => ServerFrame::SensorDeleted { topic: need!(topic), sensor: need!(sensor) },
                 "pong" => ServerFrame::Pong { id: need!(id) },
                 "error" => ServerFrame::Error { id, code: need!(code), message: need!(message) },
                 other => return Err(serde_json::Error::unknown_variant(other, &ServerFrame::TYPES)),
@@ -564,6 +576,8 @@ pub enum Topic {
     /// `sensor:<id>`: a sensor's readings. The latest first, then live; history is read
     /// with the `sensor_history` server function.
     Sensor(i64),
+    /// `sensors`: changes to the list of sensors (one deleted).
+    Sensors,
 }
 
 impl Topic {
@@ -571,6 +585,7 @@ impl Topic {
         match name {
             "rooms" => return Some(Topic::Rooms),
             "activity" => return Some(Topic::Activity),
+            SENSORS_TOPIC => return Some(Topic::Sensors),
             _ => {}
         }
         if let Some(id) = name.strip_prefix("sensor:") {
@@ -696,6 +711,7 @@ mod tests {
                 topic: "sensor:3".into(),
                 readings: vec![Reading { ts: 1, value: 0.5 }, Reading { ts: 2, value: -1e300 }],
             },
+            ServerFrame::SensorDeleted { topic: "sensors".into(), sensor: 3 },
             ServerFrame::Pong { id: "p".into() },
             ServerFrame::Error { id: Some("p2".into()), code: ErrorCode::RateLimited, message: "slow down".into() },
             ServerFrame::Error { id: None, code: ErrorCode::Malformed, message: "not JSON".into() },

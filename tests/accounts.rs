@@ -43,7 +43,7 @@ async fn guest_mode_on_lets_visitors_chat_in_public_rooms_only() {
     assert_eq!(created.status, 200, "{}", created.body);
 
     let mut guest = server.web("visitor").await;
-    assert_eq!(guest.next().await["name"], "visitor (guest)");
+    assert!(guest.next().await["name"].as_str().unwrap().starts_with("visitor (guest "));
     let ack = guest.publish(LOBBY, "g1", "hello from a guest").await;
     assert_eq!(ack["type"], "ack", "{ack}");
     assert_eq!(guest.subscribe("chat:inner", None).await["code"], "unknown_room");

@@ -560,3 +560,71 @@ async fn each_sensor_is_rate_limited_with_429_and_nothing_stored_past_the_limit(
     let values: Vec<&str> = lines[1..].iter().filter_map(|l| l.split(',').nth(1)).collect();
     assert_eq!(values, ["1", "2"]);
 }
+
+#[tokio::test]
+async fn a_reading_frame_retried_after_a_lost_ack_is_stored_once() {
+    let (server, _root, alice, _bob) = server_with_users(false).await;
+    let (id, _token) = create_sensor(&server, &alice, "name=retry").await;
+    let topic = format!("sensor:{id}");
+    let mut watcher = server.web_as(&alice).await;
+    assert_eq!(watcher.subscribe(&topic, None).await["type"], "subscribed");
+    let frame = json!({"type": "reading", "id": "once", "sensor": id, "readings": [{"value": 7}]});
+
+    // The first try is stored; its ack is lost with its connection.
+    let mut first = server.web_as(&alice).await;
+    first.send(frame.clone()).await;
+    assert_eq!(first.next_of("ack").await["duplicate"], false);
+    first.close().await;
+
+    // The retry, on a new connection, is acked as a duplicate and stores nothing.
+    let mut retry = server.web_as(&alice).await;
+    retry.send(frame).await;
+    let ack = retry.next_of("ack").await;
+    assert_eq!((ack["id"].as_str(), &ack["duplicate"]), (Some("once"), &json!(true)), "{ack}");
+    retry.send(json!({"type": "reading", "id": "twice", "sensor": id, "readings": [{"value": 8}]})).await;
+    assert_eq!(retry.next_of("ack").await["duplicate"], false);
+
+    assert_eq!(csv(&server, id, &alice, "").await.len(), 1 + 2, "a header and two readings");
+    let values: Vec<Value> = watcher
+        .drain()
+        .await
+        .into_iter()
+        .filter(|f| f["type"] == "readings")
+        .flat_map(|f| f["readings"].as_array().unwrap().clone())
+        .map(|r| r["value"].clone())
+        .collect();
+    assert_eq!(values, [json!(7.0), json!(8.0)], "the retry was not broadcast again");
+}
+
+#[tokio::test]
+async fn deleting_a_sensor_tells_every_dashboard_and_ends_its_subscriptions() {
+    let (server, _root, alice, bob) = server_with_users(false).await;
+    let (id, token) = create_sensor(&server, &alice, "name=doomed").await;
+    let topic = format!("sensor:{id}");
+    // Bob's dashboard hears the list and charts the sensor; another only hears the list; a
+    // script only watches the sensor.
+    let mut charting = server.web_as(&bob).await;
+    assert_eq!(charting.subscribe("sensors", None).await["type"], "subscribed");
+    assert_eq!(charting.subscribe(&topic, None).await["type"], "subscribed");
+    let mut listing = server.web_as(&bob).await;
+    assert_eq!(listing.subscribe("sensors", None).await["type"], "subscribed");
+    let mut script = server.web_as(&alice).await;
+    assert_eq!(script.subscribe(&topic, None).await["type"], "subscribed");
+
+    assert_eq!(server_fn(server.addr, "delete_sensor", &format!("id={id}"), Some(&alice)).await.status, 200);
+    let on_list = json!({"type": "sensor_deleted", "topic": "sensors", "sensor": id});
+    let on_sensor = json!({"type": "sensor_deleted", "topic": topic, "sensor": id});
+    assert_eq!(listing.next_of("sensor_deleted").await, on_list);
+    assert_eq!(script.next_of("sensor_deleted").await, on_sensor);
+    let mut heard = vec![charting.next_of("sensor_deleted").await, charting.next_of("sensor_deleted").await];
+    heard.sort_by_key(|f| f["topic"].as_str().map(str::to_owned));
+    assert_eq!(heard, [on_sensor, on_list]);
+
+    // Nobody is subscribed to the sensor's topic any more.
+    for client in [&mut charting, &mut script] {
+        client.drain().await;
+    }
+    assert_eq!(server.state.hub.subscriber_count(&topic), 0);
+    assert_eq!(server.state.hub.subscriber_count("sensors"), 2);
+    assert_eq!(post(&server, id, Some(&token), r#"{"value": 1}"#).await.status, 404, "the sensor is gone");
+}

@@ -150,7 +150,7 @@ use crate::components::chart::stats;
 use crate::components::chart::{crossed, Level, Sample, Series, Stats};
 #[cfg(feature = "hydrate")]
 use crate::components::frames::{self, precise_now};
-use crate::protocol::{sensor_topic, ServerFrame};
+use crate::protocol::{sensor_topic, ServerFrame, SENSORS_TOPIC};
 
 /// Colours of the series, in the order sensors are picked.
 const PALETTE: [&str; 10] =
@@ -273,6 +273,21 @@ impl Board {
         self.version.update(|v| *v += 1);
     }
 
+    /// A sensor was deleted (here or anywhere): it leaves the list, the picks and the charts.
+    fn forget(&self, id: i64) {
+        self.sensors.update(|list| list.retain(|s| s.info.id != id));
+        if self.selected.with_untracked(|s| s.contains(&id)) {
+            self.selected.update(|s| s.retain(|x| *x != id));
+        }
+        self.series.update_value(|all| {
+            all.remove(&id);
+        });
+        self.stats.update(|stats| {
+            stats.remove(&id);
+        });
+        self.version.update(|v| *v += 1);
+    }
+
     /// Load the window's history of a sensor from the store.
     fn load_history(&self, id: i64) {
         let board = *self;
@@ -332,6 +347,7 @@ fn Dashboard(list: Vec<SensorSummary>) -> impl IntoView {
         for id in picked.into_iter().filter(|id| !current.contains(id)) {
             let handle = client::subscribe(&sensor_topic(id), None, false, move |frame| match frame {
                 ServerFrame::Readings { readings, .. } => board.receive(id, readings),
+                ServerFrame::SensorDeleted { sensor, .. } => board.forget(*sensor),
                 // Subscribed again after a reconnect: fetch what was missed meanwhile.
                 ServerFrame::Subscribed { .. } => {
                     let again = subscriptions
@@ -365,7 +381,14 @@ fn Dashboard(list: Vec<SensorSummary>) -> impl IntoView {
         }
         span
     });
+    // Sensors deleted anywhere leave this dashboard at once.
+    let list_handle = client::subscribe(SENSORS_TOPIC, None, false, move |frame| {
+        if let ServerFrame::SensorDeleted { sensor, .. } = frame {
+            board.forget(*sensor);
+        }
+    });
     on_cleanup(move || {
+        client::unsubscribe(SENSORS_TOPIC, list_handle);
         for (id, (handle, _)) in subscriptions.try_update_value(std::mem::take).unwrap_or_default() {
             client::unsubscribe(&sensor_topic(id), handle);
         }

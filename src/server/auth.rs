@@ -4,7 +4,13 @@
 //! Passwords are hashed with argon2id on the blocking pool, never on the async
 //! runtime. Sessions and API tokens are 256-bit random secrets; only their SHA-256
 //! is stored. A request is identified by its session cookie, an API token
-//! (`Authorization: Bearer` or `?token=`), or, in guest mode, a chosen name.
+//! (`Authorization: Bearer` or `?token=`), or, in guest mode, as a guest.
+//!
+//! A guest is a browser, not a name: the first visit gets a cookie with a random id, signed
+//! with the installation's key ([`GUEST_COOKIE`]), and every tab of that browser is the same
+//! guest. A client that brings no cookie (the tutorial's, a script) is a guest of its own for
+//! as long as its connection lasts. The name a guest picks is only a label; the label shown
+//! carries a short tag of the id, so that two guests called `alice` are told apart.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,12 +21,17 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::http::{header, HeaderMap};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::store::{Store, StoreError, User};
 use crate::protocol::clean_display_name;
 
 pub const SESSION_COOKIE: &str = "switchboard_session";
+/// A guest's identity in guest mode: `<id>.<signature>`.
+pub const GUEST_COOKIE: &str = "switchboard_guest";
+/// A guest's cookie lasts a year.
+pub const GUEST_DAYS: i64 = 365;
 /// Sessions last thirty days.
 pub const SESSION_DAYS: i64 = 30;
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -59,25 +70,35 @@ impl From<StoreError> for AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     User(User),
-    /// A visitor without an account, in guest mode only.
+    /// A visitor without an account, in guest mode only: one browser (by its cookie), or
+    /// one connection of a client that brings none.
     Guest {
+        /// Random, 32 hex digits; never shown to anyone (it is what the cookie proves).
+        id: String,
+        /// The label the guest picked.
         name: String,
     },
 }
 
 impl Identity {
+    /// A guest with a random id of its own: a client without a guest cookie.
+    pub fn new_guest(name: String) -> Identity {
+        Identity::Guest { id: new_guest_id(), name }
+    }
+
+    /// The name shown to others. A guest's carries a tag of their id: `alice (guest 3f2a)`.
     pub fn display_name(&self) -> String {
         match self {
             Identity::User(user) => user.username.clone(),
-            Identity::Guest { name } => format!("{name} (guest)"),
+            Identity::Guest { id, name } => format!("{name} (guest {})", guest_tag(id)),
         }
     }
 
-    /// A key that is the same for every connection of one person.
+    /// A key that is the same for every connection of one person, and differs between people.
     pub fn key(&self) -> String {
         match self {
             Identity::User(user) => format!("u:{}", user.id),
-            Identity::Guest { name } => format!("g:{name}"),
+            Identity::Guest { id, .. } => format!("g:{id}"),
         }
     }
 
@@ -97,6 +118,18 @@ pub fn valid_username(name: &str) -> bool {
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new guest id: 128 random bits, as 32 hex digits.
+pub fn new_guest_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Four hex digits that tell a guest apart from others of the same name. Derived by a hash,
+/// so that the label shown to everyone does not give the id (and with it the cookie) away.
+pub fn guest_tag(id: &str) -> String {
+    Sha256::digest(format!("guest-tag:{id}").as_bytes()).iter().take(2).map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -169,18 +202,69 @@ impl Throttle {
     }
 }
 
+/// Signs and checks guests' cookies with the installation's key.
+#[derive(Clone)]
+pub struct GuestKey(Hmac<Sha256>);
+
+/// Hex digits of the signature a guest cookie carries (128 bits).
+const GUEST_MAC_HEX: usize = 32;
+
+impl GuestKey {
+    pub fn new(secret: &[u8]) -> GuestKey {
+        GuestKey(<Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key")))
+    }
+
+    fn mac(&self, id: &str) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(id.as_bytes());
+        mac
+    }
+
+    /// The cookie's value for `id`.
+    pub fn sign(&self, id: &str) -> String {
+        let tag: String = self.mac(id).finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{id}.{}", &tag[..GUEST_MAC_HEX])
+    }
+
+    /// The guest id in a cookie's value, if its signature is ours.
+    pub fn verify(&self, value: &str) -> Option<String> {
+        let (id, signature) = value.split_once('.')?;
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || signature.len() != GUEST_MAC_HEX {
+            return None;
+        }
+        let bytes = (0..signature.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(signature.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        self.mac(id).verify_truncated_left(&bytes).ok().map(|()| id.to_owned())
+    }
+}
+
 /// Accounts and sessions.
 pub struct Auth {
     store: Store,
     throttle: Throttle,
+    guest_key: GuestKey,
     /// A real hash of a random password, checked when a name is unknown so that the
     /// answer takes as long as for a known name.
     dummy_hash: tokio::sync::OnceCell<String>,
 }
 
 impl Auth {
-    pub fn new(store: Store) -> Auth {
-        Auth { store, throttle: Throttle::default(), dummy_hash: tokio::sync::OnceCell::new() }
+    /// Accounts in `store`, guests signed with the installation's key (made on first start).
+    pub async fn open(store: Store) -> Result<Auth, StoreError> {
+        let secret = store.server_key("guest_cookie", &new_secret()).await?;
+        let guest_key = GuestKey::new(secret.as_bytes());
+        Ok(Auth { store, throttle: Throttle::default(), guest_key, dummy_hash: tokio::sync::OnceCell::new() })
+    }
+
+    pub fn guest_key(&self) -> &GuestKey {
+        &self.guest_key
+    }
+
+    /// The guest id of the first guest cookie of ours the request carries.
+    pub fn guest_id(&self, headers: &HeaderMap) -> Option<String> {
+        cookies(headers, GUEST_COOKIE).find_map(|value| self.guest_key.verify(value))
     }
 
     async fn dummy_hash(&self) -> String {
@@ -246,7 +330,8 @@ impl Auth {
     }
 
     /// Identify a request: session cookie, then bearer token, then `?token=`, then (in
-    /// guest mode) a guest with the given name.
+    /// guest mode) a guest with the given name: the browser's, by its guest cookie, or
+    /// one of its own.
     pub async fn identify(
         &self,
         headers: &HeaderMap,
@@ -270,7 +355,10 @@ impl Auth {
         }
         if guest_access {
             let name = guest_name.and_then(clean_display_name).unwrap_or_else(|| "anonymous".to_owned());
-            return Some(Identity::Guest { name });
+            return Some(match self.guest_id(headers) {
+                Some(id) => Identity::Guest { id, name },
+                None => Identity::new_guest(name),
+            });
         }
         None
     }
@@ -289,14 +377,30 @@ fn check_password(password: &str) -> Result<(), AuthError> {
 
 /// The session secret from the request's cookies.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie called `wanted`, if the request has one.
+pub fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
+    cookies(headers, wanted).next().map(str::to_owned)
+}
+
+/// Every value of the cookies called `wanted`, in the order the request gives them.
+pub fn cookies<'a>(headers: &'a HeaderMap, wanted: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .filter(move |(name, _)| *name == wanted)
+        .map(|(_, value)| value)
+}
+
+/// The `Set-Cookie` value that makes a browser a guest of its own.
+pub fn guest_set_cookie(value: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{GUEST_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}", GUEST_DAYS * 86_400)
 }
 
 /// Whether the request came over https (directly or through a proxy that says so).
@@ -337,6 +441,31 @@ mod tests {
         let cookie = session_set_cookie(Some("abc"), true);
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.ends_with("Secure"));
         assert!(!session_set_cookie(Some("abc"), false).contains("Secure"));
+    }
+
+    #[test]
+    fn guest_cookies_are_signed_and_guests_told_apart() {
+        let key = GuestKey::new(b"secret one");
+        let id = new_guest_id();
+        let value = key.sign(&id);
+        assert_eq!(key.verify(&value), Some(id.clone()));
+        assert_eq!(GuestKey::new(b"secret two").verify(&value), None, "another installation's cookie");
+        let other = new_guest_id();
+        let forged = format!("{other}{}", &value[id.len()..]);
+        assert_eq!(key.verify(&forged), None, "a signature covers its own id only");
+        assert_eq!(key.verify("nonsense"), None);
+        assert_eq!(key.verify(&format!("{id}.zz")), None);
+        let one = Identity::Guest { id: id.clone(), name: "alice".into() };
+        let two = Identity::Guest { id: other, name: "alice".into() };
+        assert_ne!(one.key(), two.key());
+        assert_ne!(one.display_name(), two.display_name());
+        assert!(one.display_name().starts_with("alice (guest "));
+        assert_eq!(one.display_name(), format!("alice (guest {})", guest_tag(&id)), "the same guest, the same label");
+        assert_eq!(guest_tag(&id).len(), 4);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, format!("a=1; {GUEST_COOKIE}={value}").parse().unwrap());
+        assert_eq!(cookie(&headers, GUEST_COOKIE), Some(value));
+        assert!(guest_set_cookie("v", true).ends_with("; Secure"));
     }
 
     #[test]

@@ -353,6 +353,10 @@ impl Connection {
                 self.hub.unsubscribe(revoked, &self.peer);
                 self.subscriptions.remove(&**revoked);
                 self.leave(revoked);
+                // A topic's last frame (its sensor was deleted): delivered, then nothing more.
+                if *revoked == event.topic {
+                    return true;
+                }
             }
         }
         match self.subscriptions.get_mut(&*event.topic) {
@@ -684,20 +688,21 @@ impl Connection {
         Ok(())
     }
 
-    /// Start a sensor write; its ack (web) or error is written when the store answers.
+    /// Start a sensor write; its ack (web) or error is written when the store answers. The
+    /// web protocol's `id` makes the write idempotent: a retry is acked as a duplicate.
     fn queue_readings(&mut self, id: Option<String>, sensor_id: i64, readings: Vec<Reading>, origin: Origin) {
         let sensors = self.sensors.clone();
         let dialect = self.dialect;
         self.pending.push(Box::pin(async move {
-            let result = sensors.write(sensor_id, readings, origin).await;
+            let result = sensors.write(sensor_id, readings, origin, id.clone()).await;
             let (code, message) = match result {
                 Ok(_) if dialect != Dialect::Web => return None,
-                Ok(_) => {
+                Ok(stored) => {
                     let ack = ServerFrame::Ack {
                         id: id.unwrap_or_default(),
                         topic: sensor_topic(sensor_id),
                         offset: 0,
-                        duplicate: false,
+                        duplicate: stored.duplicate,
                     };
                     return Some(serde_json::to_string(&ack).unwrap_or_default());
                 }
@@ -817,7 +822,7 @@ impl Connection {
                     Err(error) => self.internal_error(id, &error).await,
                 }
             }
-            Some(Topic::Rooms | Topic::Activity) => {
+            Some(Topic::Rooms | Topic::Activity | Topic::Sensors) => {
                 let name = self.hub.subscribe(&topic, &self.peer);
                 self.subscriptions.insert(name, 0);
                 let frame = ServerFrame::Subscribed { id, topic, epoch: String::new(), head: 0 };
@@ -858,7 +863,7 @@ impl Connection {
             }
             None => {
                 let message =
-                    format!("{topic:?} is not a topic (chat:<room>, location:<room>, sensor:<id>, rooms, activity)");
+                    format!("{topic:?} is not a topic (chat:<room>, location:<room>, sensor:<id>, rooms, activity, sensors)");
                 self.send_error(Some(id), ErrorCode::UnknownTopic, &message).await
             }
         }

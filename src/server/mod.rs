@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRef, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -90,7 +91,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let store = Store::open_with(&config.database_url, config.checkpoints()).await?;
         let hub = Hub::new();
-        let auth = Arc::new(Auth::new(store.clone()));
+        let auth = Arc::new(Auth::open(store.clone()).await?);
         let sensors = sensors::Sensors::start(store.clone(), hub.clone(), config.sensor_limits());
         let chat = Chat::start(store, hub.clone(), config.chat_limits()).await?;
         let listener = tokio::net::TcpListener::bind(config.addr)
@@ -171,7 +172,32 @@ pub fn router(state: AppState) -> Router {
         })
         .nest_service("/pkg", bundle(&state.leptos_options))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guest_cookie))
         .with_state(state)
+}
+
+/// In guest mode, a visitor who is nobody yet (no session, no token, no guest cookie of ours)
+/// becomes a guest of their own: a new signed id, set as a cookie for the browser's next
+/// requests and put into this request's, so that it already counts as that guest.
+async fn guest_cookie(State(state): State<AppState>, mut request: axum::extract::Request, next: Next) -> Response {
+    let headers = request.headers();
+    let nobody = state.config.guest_access
+        && auth::session_cookie(headers).is_none()
+        && !headers.contains_key(header::AUTHORIZATION)
+        && state.auth.guest_id(headers).is_none();
+    if !nobody {
+        return next.run(request).await;
+    }
+    let value = state.auth.guest_key().sign(&auth::new_guest_id());
+    let secure = auth::is_https(request.headers());
+    if let Ok(cookie) = header::HeaderValue::from_str(&format!("{}={value}", auth::GUEST_COOKIE)) {
+        request.headers_mut().append(header::COOKIE, cookie);
+    }
+    let mut response = next.run(request).await;
+    if let Ok(set) = header::HeaderValue::from_str(&auth::guest_set_cookie(&value, secure)) {
+        response.headers_mut().append(header::SET_COOKIE, set);
+    }
+    response
 }
 
 /// The browser bundle (`/pkg`): WASM modules, their JavaScript and the CSS.

@@ -22,8 +22,12 @@ use super::auth::{hash_secret, new_secret, Identity};
 use super::chat::encode;
 use super::hub::{Event, Hub};
 use super::limit::RateLimiter;
-use super::store::{now_ms, Compacted, NewSensor, ReadingBatch, Sensor, Store, StoreError, User, MINUTE_MS};
-use crate::protocol::{sensor_topic, ErrorCode, HistoryPoint, NewReading, Reading, SensorInfo, ServerFrame};
+use super::store::{
+    now_ms, Compacted, NewSensor, ReadingBatch, ReadingsStored, Sensor, Store, StoreError, User, MINUTE_MS,
+};
+use crate::protocol::{
+    sensor_topic, ErrorCode, HistoryPoint, NewReading, Reading, SensorInfo, ServerFrame, SENSORS_TOPIC,
+};
 
 /// The hub topic the tutorial's `/ws/sensor_data/` clients subscribe to.
 pub const SEED_TOPIC: &str = "seed:sensor_data";
@@ -279,12 +283,22 @@ pub enum Origin {
 struct WriteRequest {
     batch: ReadingBatch,
     origin: Origin,
-    reply: oneshot::Sender<Result<usize, SensorError>>,
+    reply: oneshot::Sender<Result<Stored, SensorError>>,
+}
+
+/// A write request, durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// How many readings it had.
+    pub count: usize,
+    /// Its id was stored before: these readings were not stored again.
+    pub duplicate: bool,
 }
 
 /// The sensors service: lookups, the writer, compaction.
 pub struct Sensors {
     store: Store,
+    hub: Arc<Hub>,
     limits: SensorLimits,
     writer: mpsc::Sender<WriteRequest>,
     limiter: RateLimiter,
@@ -299,9 +313,10 @@ impl Sensors {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let stop_writer = CancellationToken::new();
         let stop_compactor = CancellationToken::new();
-        let writer = tokio::spawn(write_loop(store.clone(), hub, rx, stop_writer.clone()));
+        let writer = tokio::spawn(write_loop(store.clone(), hub.clone(), rx, stop_writer.clone()));
         let sensors = Arc::new(Sensors {
             store,
+            hub,
             limits,
             limiter: RateLimiter::new(limits.request_rate, limits.request_burst),
             writer: tx,
@@ -434,12 +449,22 @@ impl Sensors {
         Ok(sensor.info)
     }
 
-    /// Delete a sensor with all its readings (owner or admin).
+    /// Delete a sensor with all its readings (owner or admin), and tell everyone: those who
+    /// watch it (on `sensor:<id>`, whose subscription then ends) and every open dashboard
+    /// (on `sensors`).
     pub async fn delete(&self, id: i64, user: &User) -> Result<(), SensorError> {
         self.managed(id, user, "only the sensor's owner or an admin may delete it").await?;
         if !self.store.delete_sensor(id).await? {
             return Err(SensorError::UnknownSensor(format!("#{id}")));
         }
+        let topic: Arc<str> = Arc::from(sensor_topic(id));
+        let watchers = encode(&ServerFrame::SensorDeleted { topic: topic.to_string(), sensor: id });
+        // The topic's last frame: delivered, and it ends the subscription.
+        self.hub.publish(Event::new(topic.clone(), 0, watchers, Some(topic.clone())));
+        let list: Arc<str> = Arc::from(SENSORS_TOPIC);
+        let dashboards = encode(&ServerFrame::SensorDeleted { topic: SENSORS_TOPIC.to_owned(), sensor: id });
+        // Delivered on `sensors`, and ends the receivers' subscriptions to the sensor's topic.
+        self.hub.publish(Event::new(list, 0, dashboards, Some(topic)));
         Ok(())
     }
 
@@ -453,15 +478,22 @@ impl Sensors {
         Ok(token)
     }
 
-    /// Store checked readings, publish them, and resolve once they are durable with how many
-    /// were stored.
+    /// Store checked readings, publish them, and resolve once they are durable. With a
+    /// `client_id` (a `reading` frame's id), a retry of readings stored before is answered as
+    /// a duplicate and stores nothing.
     /// Each sensor posts at most `request_rate` requests a second, from every source together.
-    pub async fn write(&self, sensor_id: i64, readings: Vec<Reading>, origin: Origin) -> Result<usize, SensorError> {
+    pub async fn write(
+        &self,
+        sensor_id: i64,
+        readings: Vec<Reading>,
+        origin: Origin,
+        client_id: Option<String>,
+    ) -> Result<Stored, SensorError> {
         if !self.limiter.allow(&sensor_id.to_string()) {
             return Err(SensorError::RateLimited);
         }
         let (reply, answer) = oneshot::channel();
-        let request = WriteRequest { batch: ReadingBatch { sensor_id, readings }, origin, reply };
+        let request = WriteRequest { batch: ReadingBatch { sensor_id, readings, client_id }, origin, reply };
         self.writer.send(request).await.map_err(|_| SensorError::ShuttingDown)?;
         answer.await.map_err(|_| SensorError::ShuttingDown)?
     }
@@ -473,7 +505,7 @@ impl Sensors {
             return Err(BadReading::whole(ErrorCode::TooLarge, format!("at most {max} readings per request")).into());
         }
         let checked = check_batch(&sensor.info, readings, now_ms())?;
-        self.write(sensor.info.id, checked, origin).await
+        Ok(self.write(sensor.info.id, checked, origin, None).await?.count)
     }
 
     /// Roll raw readings older than the retention (as of `now`) into per-minute rows.
@@ -541,12 +573,16 @@ async fn write_batch(store: &Store, hub: &Hub, batch: &mut Vec<WriteRequest>) {
     match store.append_readings(&batches).await {
         Ok(stored) => {
             let requests = std::mem::take(batch);
-            publish(hub, requests.iter().zip(&stored).filter(|(_, &ok)| ok).map(|(r, _)| r));
-            for (request, ok) in requests.into_iter().zip(stored) {
-                let answer = if ok {
-                    Ok(request.batch.readings.len())
-                } else {
-                    Err(SensorError::UnknownSensor(format!("#{}", request.batch.sensor_id)))
+            let fresh = requests.iter().zip(&stored).filter(|(_, &what)| what == ReadingsStored::Stored);
+            publish(hub, fresh.map(|(r, _)| r));
+            for (request, what) in requests.into_iter().zip(stored) {
+                let count = request.batch.readings.len();
+                let answer = match what {
+                    ReadingsStored::Stored => Ok(Stored { count, duplicate: false }),
+                    ReadingsStored::Duplicate => Ok(Stored { count, duplicate: true }),
+                    ReadingsStored::UnknownSensor => {
+                        Err(SensorError::UnknownSensor(format!("#{}", request.batch.sensor_id)))
+                    }
                 };
                 let _ = request.reply.send(answer);
             }

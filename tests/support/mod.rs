@@ -91,6 +91,12 @@ pub struct Client {
     next_id: u64,
 }
 
+impl From<WebSocketStream<MaybeTlsStream<TcpStream>>> for Client {
+    fn from(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client { ws, next_id: 1 }
+    }
+}
+
 /// How a connection ended, as the client saw it.
 #[derive(Debug, PartialEq)]
 pub enum Ended {

@@ -31,6 +31,18 @@ fn row_to_user(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
 }
 
 impl Store {
+    /// The installation's secret called `name`: made from `fresh` the first time it is asked
+    /// for, the same one ever after (also when two callers ask at once).
+    pub async fn server_key(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO server_keys (name, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(fresh)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT secret FROM server_keys WHERE name = ?").bind(name).fetch_one(&self.pool).await?)
+    }
+
     /// Create a user. The first user of an installation is its admin.
     pub async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;

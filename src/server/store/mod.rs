@@ -24,7 +24,7 @@ use crate::protocol::ChatMessage;
 mod accounts;
 mod sensors;
 pub use accounts::{TokenInfo, User};
-pub use sensors::{Compacted, ExportRow, NewSensor, ReadingBatch, Sensor, MINUTE_MS};
+pub use sensors::{Compacted, ExportRow, NewSensor, ReadingBatch, ReadingsStored, Sensor, MINUTE_MS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

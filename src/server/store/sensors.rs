@@ -38,6 +38,19 @@ pub struct NewSensor<'a> {
 pub struct ReadingBatch {
     pub sensor_id: i64,
     pub readings: Vec<Reading>,
+    /// The id the poster chose (a `reading` frame's): a batch with an id stored before is
+    /// not stored again.
+    pub client_id: Option<String>,
+}
+
+/// What became of one batch of [`Store::append_readings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadingsStored {
+    Stored,
+    /// Its id was stored before: nothing was stored this time.
+    Duplicate,
+    /// The sensor was deleted meanwhile.
+    UnknownSensor,
 }
 
 /// One row of a CSV export: a raw reading, or a minute rolled up.
@@ -215,15 +228,16 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("DELETE FROM sensor_readings WHERE sensor_id = ?").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM sensor_minutes WHERE sensor_id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM sensor_posts WHERE sensor_id = ?").bind(id).execute(&mut *tx).await?;
         let done = sqlx::query("DELETE FROM sensors WHERE id = ?").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Store batches of readings in one transaction, in order, with multi-row inserts. Batches
-    /// of sensors deleted meanwhile are skipped; the answer says, per batch, whether it was
-    /// stored.
-    pub async fn append_readings(&self, batches: &[ReadingBatch]) -> Result<Vec<bool>, StoreError> {
+    /// of sensors deleted meanwhile, and batches whose id was stored before (in an earlier
+    /// transaction or earlier in this one), are skipped; the answer says, per batch, which.
+    pub async fn append_readings(&self, batches: &[ReadingBatch]) -> Result<Vec<ReadingsStored>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut stored = Vec::with_capacity(batches.len());
         let mut known: Vec<(i64, bool)> = Vec::new();
@@ -241,10 +255,29 @@ impl Store {
                     exists
                 }
             };
-            if exists {
-                rows.extend(batch.readings.iter().map(|reading| (batch.sensor_id, reading)));
+            if !exists {
+                stored.push(ReadingsStored::UnknownSensor);
+                continue;
             }
-            stored.push(exists);
+            if let Some(client_id) = &batch.client_id {
+                let first = sqlx::query(
+                    "INSERT INTO sensor_posts (sensor_id, client_id, created_at) VALUES (?, ?, ?)
+                     ON CONFLICT (sensor_id, client_id) DO NOTHING",
+                )
+                .bind(batch.sensor_id)
+                .bind(client_id)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !first {
+                    stored.push(ReadingsStored::Duplicate);
+                    continue;
+                }
+            }
+            rows.extend(batch.readings.iter().map(|reading| (batch.sensor_id, reading)));
+            stored.push(ReadingsStored::Stored);
         }
         let mut rest = rows.as_slice();
         while !rest.is_empty() {
@@ -444,6 +477,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let deleted = sqlx::query("DELETE FROM sensor_readings WHERE ts < ?").bind(cutoff).execute(&mut *tx).await?;
+        // Ids of posts as old as the readings dropped: no retry comes that late.
+        sqlx::query("DELETE FROM sensor_posts WHERE created_at < ?").bind(cutoff).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Compacted { readings: deleted.rows_affected(), minutes: merged.rows_affected() })
     }
@@ -486,13 +521,36 @@ mod tests {
             (from..from + count).map(|i| Reading { ts: 1_764_000_000_000 + i, value: i as f64 / 3.0 }).collect()
         };
         let batches = [
-            ReadingBatch { sensor_id: sensor, readings: readings(0, 300) },
-            ReadingBatch { sensor_id: sensor + 1, readings: readings(300, 2) },
-            ReadingBatch { sensor_id: sensor, readings: readings(302, 5) },
+            ReadingBatch { sensor_id: sensor, readings: readings(0, 300), client_id: None },
+            ReadingBatch { sensor_id: sensor + 1, readings: readings(300, 2), client_id: None },
+            ReadingBatch { sensor_id: sensor, readings: readings(302, 5), client_id: None },
         ];
-        assert_eq!(store.append_readings(&batches).await.unwrap(), [true, false, true]);
+        assert_eq!(
+            store.append_readings(&batches).await.unwrap(),
+            [ReadingsStored::Stored, ReadingsStored::UnknownSensor, ReadingsStored::Stored]
+        );
         let stored = store.raw_readings(sensor, 0, i64::MAX, 1000).await.unwrap();
         let expected: Vec<Reading> = readings(0, 300).into_iter().chain(readings(302, 5)).collect();
         assert_eq!(stored, expected);
+
+        // A batch with an id is stored once: again in the same transaction, or in a later one,
+        // it is a duplicate; the same id for another sensor is another post.
+        let other = store.create_sensor(&NewSensor { name: "other", token_hash: "h2", ..new }).await.unwrap().info.id;
+        let with_id = |sensor_id: i64, from: i64, id: &str| ReadingBatch {
+            sensor_id,
+            readings: readings(from, 2),
+            client_id: Some(id.to_owned()),
+        };
+        let first = [with_id(sensor, 400, "r1"), with_id(sensor, 410, "r1"), with_id(other, 420, "r1")];
+        let answer = store.append_readings(&first).await.unwrap();
+        assert_eq!(answer, [ReadingsStored::Stored, ReadingsStored::Duplicate, ReadingsStored::Stored]);
+        let second = [with_id(sensor, 430, "r1"), with_id(sensor, 440, "r2")];
+        let answer = store.append_readings(&second).await.unwrap();
+        assert_eq!(answer, [ReadingsStored::Duplicate, ReadingsStored::Stored]);
+        assert_eq!(store.raw_readings(sensor, 0, i64::MAX, 1000).await.unwrap().len(), 305 + 2 + 2);
+        assert_eq!(store.raw_readings(other, 0, i64::MAX, 1000).await.unwrap().len(), 2);
+        // Compaction forgets ids as old as the readings it drops.
+        store.compact_readings(i64::MAX / 2).await.unwrap();
+        assert_eq!(store.append_readings(&[with_id(sensor, 450, "r1")]).await.unwrap(), [ReadingsStored::Stored]);
     }
 }
