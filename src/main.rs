@@ -25,7 +25,10 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            tracing::info!("listening on http://{}", server.local_addr());
+            tracing::info!("listening on {}://{}", server.scheme(), server.local_addr());
+            if let Some(redirect) = server.redirect_addr() {
+                tracing::info!("redirecting http://{redirect} to HTTPS");
+            }
             if let Err(error) = server.serve(shutdown_signal()).await {
                 tracing::error!("{error}");
                 return ExitCode::FAILURE;

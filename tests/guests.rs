@@ -122,6 +122,7 @@ async fn two_guests_with_one_name_are_two_people() {
     for client in [&mut one, &mut two] {
         let id = client.id();
         client.send(json!({"type": "subscribe", "id": id, "topic": LOBBY, "present": true})).await;
+        client.next_of("subscribed").await;
     }
     let mut watching = server.web("watcher").await;
     watching.subscribe(LOBBY, None).await;
@@ -172,6 +173,7 @@ async fn a_browser_is_one_guest_in_every_tab_by_its_signed_cookie() {
     for tab in [&mut tab_one, &mut tab_two] {
         let id = tab.id();
         tab.send(json!({"type": "subscribe", "id": id, "topic": LOBBY, "present": true})).await;
+        tab.next_of("subscribed").await;
     }
     let mut watching = server.web("watcher").await;
     watching.subscribe(LOBBY, None).await;
@@ -184,7 +186,10 @@ async fn a_browser_is_one_guest_in_every_tab_by_its_signed_cookie() {
     let mut other = web_with_cookie(&server, "alice", &forged).await;
     assert_ne!(other.next_of("welcome").await["name"], name);
     let answer = http(server.addr, "GET", "/healthz", &[("Cookie", &forged)], "").await;
-    assert!(answer.header("set-cookie").is_some_and(|c| c.starts_with("switchboard_guest=")), "a forged cookie is replaced");
+    assert!(
+        answer.header("set-cookie").is_some_and(|c| c.starts_with("switchboard_guest=")),
+        "a forged cookie is replaced"
+    );
 }
 
 #[tokio::test]

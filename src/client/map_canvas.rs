@@ -213,7 +213,7 @@ fn draw_tiles(
     template: &str,
     on_tile: impl Fn() + Clone + 'static,
 ) {
-    let spots = view.tiles();
+    let spots = view.tiles(19);
     if cache.tiles.len() > TILE_CACHE {
         let wanted: Vec<_> = spots.iter().map(|t| (t.z, t.x, t.y)).collect();
         cache.tiles.retain(|key, _| wanted.contains(key));

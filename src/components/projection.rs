@@ -9,7 +9,10 @@ pub const TILE: f64 = 256.0;
 /// Mercator cannot show the poles; the map stops here, like every web map.
 pub const MAX_LAT: f64 = 85.051_128_78;
 pub const MIN_ZOOM: f64 = 0.0;
-pub const MAX_ZOOM: f64 = 18.0;
+/// Street level and closer: about 0.15 m per pixel at the equator, 0.09 m in Amsterdam.
+pub const MAX_ZOOM: f64 = 20.0;
+/// The Earth's circumference at the equator, in metres (WGS 84).
+const EQUATOR_M: f64 = 40_075_016.686;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct View {
@@ -44,11 +47,34 @@ pub fn unproject(x: f64, y: f64, zoom: f64) -> (f64, f64) {
 }
 
 impl View {
-    /// Canvas coordinates of a position.
+    /// Canvas coordinates of a position: of its copy nearest the centre, where the map shows
+    /// the world more than once or the view straddles the antimeridian.
     pub fn to_screen(&self, lon: f64, lat: f64) -> (f64, f64) {
         let (cx, cy) = project(self.center.0, self.center.1, self.zoom);
         let (x, y) = project(lon, lat, self.zoom);
-        (x - cx + self.width / 2.0, y - cy + self.height / 2.0)
+        let size = world_size(self.zoom);
+        let dx = x - cx;
+        let dx = dx - (dx / size).round() * size;
+        (dx + self.width / 2.0, y - cy + self.height / 2.0)
+    }
+
+    /// The world pixel coordinates (at the view's zoom) of the canvas' top left corner, and
+    /// the width of one copy of the world.
+    pub fn origin(&self) -> (f64, f64, f64) {
+        let (cx, cy) = project(self.center.0, self.center.1, self.zoom);
+        (cx - self.width / 2.0, cy - self.height / 2.0, world_size(self.zoom))
+    }
+
+    /// Which copies of the world (0 is the one from -180° to 180°, 1 the next east) the
+    /// canvas shows, with one more on each side for shapes that reach past ±180°.
+    pub fn world_copies(&self) -> std::ops::RangeInclusive<i64> {
+        let (left, _, size) = self.origin();
+        ((left / size).floor() as i64 - 1)..=(((left + self.width) / size).floor() as i64 + 1)
+    }
+
+    /// Metres on the ground per canvas pixel at the centre.
+    pub fn metres_per_pixel(&self) -> f64 {
+        EQUATOR_M * self.center.1.clamp(-MAX_LAT, MAX_LAT).to_radians().cos() / world_size(self.zoom)
     }
 
     /// The position under a canvas point.
@@ -101,9 +127,10 @@ pub struct TileSpot {
 
 impl View {
     /// The tiles that cover the canvas, at the tile zoom nearest the view's zoom (scaled to fit
-    /// between levels). Columns wrap around the antimeridian; rows stop at the map's edge.
-    pub fn tiles(&self) -> Vec<TileSpot> {
-        let z = self.zoom.round().clamp(MIN_ZOOM, MAX_ZOOM) as u32;
+    /// between levels), or at `max_z` enlarged when the view is closer than tiles exist.
+    /// Columns wrap around the antimeridian; rows stop at the map's edge.
+    pub fn tiles(&self, max_z: u32) -> Vec<TileSpot> {
+        let z = (self.zoom.round().clamp(MIN_ZOOM, MAX_ZOOM) as u32).min(max_z);
         let count = 1i64 << z;
         let size = TILE * 2f64.powf(self.zoom - f64::from(z));
         let (cx, cy) = project(self.center.0, self.center.1, self.zoom);
@@ -136,6 +163,61 @@ impl View {
         self.zoom_at((spread(to) / spread(from)).log2(), before.0, before.1);
         self.pan(after.0 - before.0, after.1 - before.1);
     }
+}
+
+/// A scale bar at most `max_px` long: a round length (1, 2 or 5 times a power of ten metres),
+/// its length in pixels, and its label (`50 m`, `2 km`).
+pub fn scale_bar(metres_per_pixel: f64, max_px: f64) -> (f64, f64, String) {
+    let most = (metres_per_pixel * max_px).max(1e-3);
+    let power = 10f64.powf(most.log10().floor());
+    let metres = [5.0, 2.0, 1.0].into_iter().map(|m| m * power).find(|m| *m <= most).unwrap_or(power);
+    let label = if metres >= 1000.0 {
+        format!("{} km", metres / 1000.0)
+    } else if metres >= 1.0 {
+        format!("{metres} m")
+    } else {
+        format!("{} cm", (metres * 100.0).round())
+    };
+    (metres, metres / metres_per_pixel, label)
+}
+
+/// Markers closer than this many pixels are drawn as one cluster.
+pub const CLUSTER_PX: f64 = 22.0;
+
+/// Group canvas points that overlap: each group is the indices of its points (in order) and
+/// the group's centre (their mean). Greedy and in one pass, over a grid of cells the size of
+/// the overlap distance, so a thousand markers cost a thousand steps.
+pub fn clusters(points: &[(f64, f64)], distance: f64) -> Vec<(Vec<usize>, (f64, f64))> {
+    use std::collections::HashMap;
+    let cell = |(x, y): (f64, f64)| ((x / distance).floor() as i64, (y / distance).floor() as i64);
+    // Per cell, the groups whose first point lies in it.
+    let mut grid: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
+    let mut groups: Vec<(Vec<usize>, (f64, f64))> = Vec::new();
+    for (i, &point) in points.iter().enumerate() {
+        let (cx, cy) = cell(point);
+        let near = (cx - 1..=cx + 1)
+            .flat_map(|x| (cy - 1..=cy + 1).map(move |y| (x, y)))
+            .filter_map(|key| grid.get(&key))
+            .flatten()
+            .copied()
+            .find(|&g| {
+                let first = points[groups[g].0[0]];
+                (first.0 - point.0).hypot(first.1 - point.1) < distance
+            });
+        match near {
+            Some(g) => groups[g].0.push(i),
+            None => {
+                grid.entry((cx, cy)).or_default().push(groups.len());
+                groups.push((vec![i], point));
+            }
+        }
+    }
+    for (members, centre) in &mut groups {
+        let n = members.len() as f64;
+        let (sx, sy) = members.iter().fold((0.0, 0.0), |(sx, sy), &i| (sx + points[i].0, sy + points[i].1));
+        *centre = (sx / n, sy / n);
+    }
+    groups
 }
 
 fn wrap_lon(lon: f64) -> f64 {
@@ -174,25 +256,80 @@ mod tests {
     #[test]
     fn tiles_cover_the_canvas_and_wrap() {
         let whole = View { center: (0.0, 0.0), zoom: 0.0, width: 256.0, height: 256.0 };
-        assert_eq!(whole.tiles(), vec![TileSpot { z: 0, x: 0, y: 0, left: 0.0, top: 0.0, size: 256.0 }]);
+        assert_eq!(whole.tiles(19), vec![TileSpot { z: 0, x: 0, y: 0, left: 0.0, top: 0.0, size: 256.0 }]);
 
         // Between levels: the nearest tile zoom, scaled.
         let between = View { zoom: 1.4, ..whole };
-        let spots = between.tiles();
+        let spots = between.tiles(19);
         assert!(spots.iter().all(|t| t.z == 1 && (t.size - 256.0 * 2f64.powf(0.4)).abs() < 1e-9));
 
         // Centred on the antimeridian: columns on both sides, wrapped into 0..2^z.
         let across = View { center: (180.0, 0.0), zoom: 2.0, width: 600.0, height: 200.0 };
-        let columns: Vec<u32> = across.tiles().iter().filter(|t| t.y == 1).map(|t| t.x).collect();
+        let columns: Vec<u32> = across.tiles(19).iter().filter(|t| t.y == 1).map(|t| t.x).collect();
         assert!(columns.contains(&3) && columns.contains(&0), "{columns:?}");
-        assert!(across.tiles().iter().all(|t| t.x < 4 && t.y < 4));
+        assert!(across.tiles(19).iter().all(|t| t.x < 4 && t.y < 4));
         // Each spot is where the projection puts that tile's corner.
-        for t in across.tiles() {
+        for t in across.tiles(19) {
             let (lon, lat) = unproject(f64::from(t.x) * TILE, f64::from(t.y) * TILE, 2.0);
             let (sx, sy) = across.to_screen(lon, lat);
             let wraps = ((sx - t.left) / (TILE * 4.0)).round() * TILE * 4.0;
             assert!((sx - wraps - t.left).abs() < 1e-6 && (sy - t.top).abs() < 1e-6, "{t:?} {sx} {sy}");
         }
+    }
+
+    #[test]
+    fn closer_than_the_tiles_go_the_deepest_tiles_are_enlarged() {
+        let street = View { center: (4.89, 52.37), zoom: 19.0, width: 512.0, height: 512.0 };
+        let spots = street.tiles(16);
+        assert!(spots.iter().all(|t| t.z == 16 && (t.size - TILE * 8.0).abs() < 1e-9), "{spots:?}");
+        assert!(spots.len() <= 4, "a few enlarged tiles cover the canvas");
+    }
+
+    #[test]
+    fn markers_take_their_nearest_world_copy() {
+        // Looking at the antimeridian from the east: a person at 179° W is right of centre,
+        // one at 179° E left of it, not a world away.
+        let view = View { center: (180.0, 0.0), zoom: 4.0, width: 800.0, height: 600.0 };
+        let (east, _) = view.to_screen(-179.0, 0.0);
+        let (west, _) = view.to_screen(179.0, 0.0);
+        assert!(east > 400.0 && east < 450.0, "{east}");
+        assert!(west < 400.0 && west > 350.0, "{west}");
+        // Zoomed out beyond one world: the canvas shows several copies.
+        let wide = View { center: (0.0, 0.0), zoom: 0.0, width: 1000.0, height: 256.0 };
+        assert!(wide.world_copies().count() >= 5, "{:?}", wide.world_copies());
+    }
+
+    #[test]
+    fn the_scale_bar_is_a_round_length() {
+        let street = View { center: (4.89, 52.37), zoom: 18.0, width: 800.0, height: 600.0 };
+        let mpp = street.metres_per_pixel();
+        assert!((0.3..0.45).contains(&mpp), "Amsterdam at zoom 18: {mpp} m/px");
+        let (metres, px, label) = scale_bar(mpp, 120.0);
+        assert_eq!((metres, label.as_str()), (20.0, "20 m"));
+        assert!(px <= 120.0 && px > 40.0);
+        assert_eq!(scale_bar(100.0, 120.0).2, "10 km");
+        assert_eq!(scale_bar(0.005, 120.0).2, "50 cm");
+        let closest = View { zoom: MAX_ZOOM, ..street };
+        assert!(closest.metres_per_pixel() < 0.3, "zoom reaches below 0.3 m per pixel");
+    }
+
+    #[test]
+    fn people_twenty_metres_apart_are_two_markers_in_the_street_and_one_cluster_in_the_city() {
+        let a = (4.8952, 52.3702);
+        // 20 m east of a: a degree of longitude is 111,320 m times cos(latitude) there.
+        let b = (a.0 + 20.0 / (111_320.0 * a.1.to_radians().cos()), a.1);
+        for (zoom, groups) in [(18.0, 2), (12.0, 1)] {
+            let view = View { center: a, zoom, width: 800.0, height: 600.0 };
+            let points = [view.to_screen(a.0, a.1), view.to_screen(b.0, b.1)];
+            let found = clusters(&points, CLUSTER_PX);
+            assert_eq!(found.len(), groups, "at zoom {zoom}");
+        }
+        // Many overlapping points make one group; far ones stay apart; centres are means.
+        let points: Vec<(f64, f64)> =
+            (0..100).map(|i| (f64::from(i % 10), f64::from(i / 10))).chain([(500.0, 500.0)]).collect();
+        let found = clusters(&points, CLUSTER_PX);
+        assert_eq!(found.iter().map(|g| g.0.len()).collect::<Vec<_>>(), [100, 1]);
+        assert!((found[0].1 .0 - 4.5).abs() < 1e-9 && (found[0].1 .1 - 4.5).abs() < 1e-9);
     }
 
     #[test]
@@ -218,6 +355,10 @@ mod tests {
         // One person: as close as allowed.
         view.fit(&people[..1], 40.0, 15.0);
         assert_eq!(view.zoom, 15.0);
+        // People 300 m apart in one town: framed at street scale.
+        let walkers = [(4.8952, 52.3702), (4.8996, 52.3702), (4.8974, 52.3720)];
+        view.fit(&walkers, 60.0, 18.0);
+        assert!(view.metres_per_pixel() < 1.0, "street scale: {} m/px", view.metres_per_pixel());
         assert!(close(view.to_position(400.0, 300.0), people[0]));
     }
 }

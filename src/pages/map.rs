@@ -43,6 +43,10 @@ pub struct MapInfo {
 pub struct Tiles {
     pub url: String,
     pub attribution: Option<String>,
+    /// The zooms the tiles exist at (an archive's; a tile server's are assumed to be 0-19).
+    /// Closer than `max_zoom`, its tiles are drawn enlarged.
+    pub min_zoom: u8,
+    pub max_zoom: u8,
 }
 
 #[server(endpoint = "map_room", output = crate::codec::Json)]
@@ -51,8 +55,17 @@ pub async fn map_room(room: String) -> Result<MapInfo, AppError> {
     let who = session::require_identity().await?;
     let state = session::state()?;
     let room = room_info(&state.chat.room_for(&room, &who)?);
-    let tiles =
-        state.config.tile_url.clone().map(|url| Tiles { url, attribution: state.config.tile_attribution.clone() });
+    let attribution = state.config.tile_attribution.clone();
+    let tiles = match (&state.tiles, &state.config.tile_url) {
+        (Some(archive), _) => Some(Tiles {
+            url: crate::server::tiles::TILE_PATH.to_owned(),
+            attribution: attribution.or_else(|| archive.info.attribution.clone()),
+            min_zoom: archive.info.min_zoom,
+            max_zoom: archive.info.max_zoom,
+        }),
+        (None, Some(url)) => Some(Tiles { url: url.clone(), attribution, min_zoom: 0, max_zoom: 19 }),
+        (None, None) => None,
+    };
     Ok(MapInfo { room, stale_after_ms: state.config.location_stale_secs as f64 * 1000.0, tiles })
 }
 

@@ -335,6 +335,36 @@ pub struct Config {
     /// `https://chat.example.org`). Requests without an Origin header (devices, scripts) are allowed.
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Serve the map's street tiles from this archive, by the app itself: an MBTiles (SQLite)
+    /// or PMTiles (v3) file of raster tiles (PNG, JPEG or WebP), such as a regional extract.
+    /// Takes the place of `--tile-url`; its attribution is shown under the map.
+    #[arg(long, env = "SWITCHBOARD_TILES", conflicts_with = "tile_url")]
+    pub tiles: Option<PathBuf>,
+
+    /// Serve HTTPS and WSS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS and WSS with a self-signed certificate for this machine's names and
+    /// addresses, made on the first start and kept in `--data-dir`. Its SHA-256 fingerprint is
+    /// printed at every start, to compare with what browsers show.
+    #[arg(long, env = "SWITCHBOARD_TLS_SELF_SIGNED", value_parser = clap::builder::BoolishValueParser::new(),
+          num_args = 0..=1, default_value = "false", default_missing_value = "true")]
+    pub tls_self_signed: bool,
+
+    /// With HTTPS on, also listen for plain HTTP on this address and redirect every request
+    /// to HTTPS (e.g. `0.0.0.0:80`).
+    #[arg(long, env = "SWITCHBOARD_HTTP_REDIRECT_ADDR")]
+    pub http_redirect_addr: Option<SocketAddr>,
+
+    /// Where the server keeps files of its own (the self-signed certificate and its key).
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
 }
 
 /// A tile URL template must name an http(s) URL or a path on this server, with `{z}`, `{x}`
@@ -351,6 +381,11 @@ fn parse_tile_url(template: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// Whether the server itself speaks HTTPS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() || self.tls_self_signed
+    }
+
     pub fn coalesce(&self) -> Duration {
         Duration::from_millis(self.coalesce_ms)
     }
@@ -411,6 +446,12 @@ impl Config {
             location_stale_secs: 60,
             tile_url: None,
             tile_attribution: None,
+            tiles: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
+            http_redirect_addr: None,
+            data_dir: PathBuf::from("data"),
             sensor_raw_retention_secs: 24 * 60 * 60,
             sensor_batch_max: 1000,
             sensor_body_max_bytes: 1024 * 1024,

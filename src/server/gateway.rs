@@ -862,8 +862,9 @@ impl Connection {
                 self.send_frame(&presence).await
             }
             None => {
-                let message =
-                    format!("{topic:?} is not a topic (chat:<room>, location:<room>, sensor:<id>, rooms, activity, sensors)");
+                let message = format!(
+                    "{topic:?} is not a topic (chat:<room>, location:<room>, sensor:<id>, rooms, activity, sensors)"
+                );
                 self.send_error(Some(id), ErrorCode::UnknownTopic, &message).await
             }
         }

@@ -17,6 +17,8 @@ pub mod sensors;
 pub mod session;
 pub mod simulate;
 pub mod store;
+pub mod tiles;
+pub mod tls;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub locations: Arc<location::Locations>,
     pub sensors: Arc<sensors::Sensors>,
+    /// The street tiles of `--tiles`, if given.
+    pub tiles: Option<Arc<tiles::Archive>>,
     /// Cancelled when the server begins to shut down; every connection listens to it.
     pub shutdown: CancellationToken,
     /// Counts live connections, so shutdown can wait for their close frames.
@@ -78,11 +82,20 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Tiles(#[from] tiles::TilesError),
+    #[error("--http-redirect-addr redirects to HTTPS: give --tls-cert and --tls-key, or --tls-self-signed")]
+    RedirectWithoutTls,
 }
 
 /// A server bound to its address, not yet serving.
 pub struct Server {
     listener: tokio::net::TcpListener,
+    /// With HTTPS: rustls' settings, and the plain-HTTP listener that redirects to it.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    redirect: Option<tokio::net::TcpListener>,
     state: AppState,
 }
 
@@ -94,9 +107,29 @@ impl Server {
         let auth = Arc::new(Auth::open(store.clone()).await?);
         let sensors = sensors::Sensors::start(store.clone(), hub.clone(), config.sensor_limits());
         let chat = Chat::start(store, hub.clone(), config.chat_limits()).await?;
+        let tiles = tiles::open_configured(config.tiles.as_deref()).await?;
+        let tls = match tls::certificate(&config)? {
+            Some(certificate) => {
+                let fingerprint = certificate.fingerprint();
+                if config.tls_self_signed {
+                    let (cert, _) = tls::self_signed_paths(&config.data_dir);
+                    tracing::info!("HTTPS with the self-signed certificate {}", cert.display());
+                }
+                tracing::info!("certificate SHA-256 fingerprint: {fingerprint}");
+                Some(tls::server_config(certificate)?)
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+        let redirect = match config.http_redirect_addr {
+            Some(_) if tls.is_none() => return Err(ServeError::RedirectWithoutTls),
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?)
+            }
+            None => None,
+        };
         let local = listener.local_addr()?;
         let leptos_options = LeptosOptions::builder()
             .output_name("switchboard")
@@ -112,10 +145,11 @@ impl Server {
             chat,
             auth,
             sensors,
+            tiles,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
         };
-        Ok(Server { listener, state })
+        Ok(Server { listener, tls, redirect, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -126,23 +160,56 @@ impl Server {
         &self.state
     }
 
+    /// `https` when the server speaks TLS itself, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Where the plain-HTTP redirect listens, if it does.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until `stop` resolves, then shut down gracefully: refuse new connections,
     /// send every socket a close frame, store every message already accepted.
     pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let Server { listener, state } = self;
+        let Server { listener, tls, redirect, state } = self;
+        let https_port = listener.local_addr()?.port();
         let app = router(state.clone());
         let shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             stop.await;
             shutdown.cancel();
         });
+        if let Some(redirect) = redirect {
+            let shutdown = state.shutdown.clone();
+            tokio::spawn(async move {
+                let stop = async move { shutdown.cancelled().await };
+                if let Err(error) = tls::serve_redirect(redirect, https_port, stop).await {
+                    tracing::error!(%error, "the HTTP redirect stopped");
+                }
+            });
+        }
         let shutdown = state.shutdown.clone();
-        axum::serve(
-            net::Listener::new(listener, state.config.coalesce()),
-            app.into_make_service_with_connect_info::<net::Client>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+        let mut listener = net::Listener::new(listener, state.config.coalesce());
+        let app = match tls {
+            Some(config) => {
+                listener = listener.with_tls(config);
+                // Every request came over HTTPS: cookies are `Secure`, whatever the client said.
+                app.layer(axum::middleware::map_request(|mut request: axum::extract::Request| async move {
+                    request.headers_mut().insert("x-forwarded-proto", header::HeaderValue::from_static("https"));
+                    request
+                }))
+            }
+            None => app,
+        };
+        axum::serve(listener, app.into_make_service_with_connect_info::<net::Client>())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
         state.connections.close();
         if tokio::time::timeout(Duration::from_secs(5), state.connections.wait()).await.is_err() {
             tracing::warn!("some connections did not close within 5 s");
@@ -165,6 +232,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/location/", ws_endpoint(Dialect::SeedLocation))
         .route("/ws/sensor_data/", ws_endpoint(Dialect::SeedSensor))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/tiles/{z}/{x}/{y}", get(tiles::serve_tile))
         .merge(api::routes())
         .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
             let options = state.leptos_options.clone();

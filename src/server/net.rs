@@ -14,6 +14,11 @@
 //! writes every such socket once per window, all its waiting frames with one `writev`.
 //! A connection that gets an event now and then has it written at once; one that gets
 //! hundreds a second has them written a few at a time, with a few milliseconds' delay.
+//!
+//! Over HTTPS the same holds: after rustls' handshake, each connection's TLS state lives
+//! beside its queue, under the same lock. Every frame is sealed into a record as it enters
+//! the queue (or goes straight to the kernel), so the queue holds ciphertext in the order it
+//! must be sent, and a publisher still writes a frame with one lock and one `send`.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -30,7 +35,7 @@ use bytes::Bytes;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::hub::{Burst, Direct};
@@ -42,8 +47,19 @@ const WRITEV_MAX: usize = 64;
 pub struct Listener {
     inner: TcpListener,
     flusher: Option<Arc<Flusher>>,
+    /// With HTTPS: the handshakes under way send their connections here.
+    tls: Option<Handshakes>,
     _stop: DropGuard,
 }
+
+struct Handshakes {
+    acceptor: tokio_rustls::TlsAcceptor,
+    done: mpsc::Sender<(Socket, SocketAddr)>,
+    ready: mpsc::Receiver<(Socket, SocketAddr)>,
+}
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Listener {
     /// `window`: how long a busy connection's events may wait to be written together (zero:
@@ -55,7 +71,15 @@ impl Listener {
             tokio::spawn(flush_loop(flusher.clone(), stop.clone()));
             flusher
         });
-        Listener { inner, flusher, _stop: stop.drop_guard() }
+        Listener { inner, flusher, tls: None, _stop: stop.drop_guard() }
+    }
+
+    /// Speak TLS on every connection: each handshake runs in a task of its own, so a slow
+    /// client holds up nobody else's.
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Listener {
+        let (done, ready) = mpsc::channel(256);
+        self.tls = Some(Handshakes { acceptor: tokio_rustls::TlsAcceptor::from(config), done, ready });
+        self
     }
 }
 
@@ -109,14 +133,34 @@ impl axum::serve::Listener for Listener {
 
     async fn accept(&mut self) -> (Socket, SocketAddr) {
         loop {
-            match self.inner.accept().await {
+            let accepted = match &mut self.tls {
+                None => self.inner.accept().await,
+                Some(tls) => tokio::select! {
+                    Some(ready) = tls.ready.recv() => return ready,
+                    accepted = self.inner.accept() => accepted,
+                },
+            };
+            match accepted {
                 Ok((stream, addr)) => {
                     // Every frame goes out as soon as it is ready: with Nagle's algorithm a
                     // small frame waits for the peer's (delayed) acknowledgement, up to 40 ms.
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, "TCP_NODELAY");
                     }
-                    return (Socket::new(stream, self.flusher.clone()), addr);
+                    let Some(tls) = &self.tls else {
+                        return (Socket::new(stream, self.flusher.clone(), None), addr);
+                    };
+                    let (acceptor, done, flusher) = (tls.acceptor.clone(), tls.done.clone(), self.flusher.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(secured)) => {
+                                let (stream, session) = secured.into_inner();
+                                let _ = done.send((Socket::new(stream, flusher, Some(Box::new(session))), addr)).await;
+                            }
+                            Ok(Err(error)) => tracing::debug!(%error, %addr, "TLS handshake failed"),
+                            Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                        }
+                    });
                 }
                 // The peer gave up before we took it: nothing to do.
                 Err(error) if is_connection_error(&error) => {}
@@ -163,6 +207,8 @@ struct Shared {
     stream: TcpStream,
     out: Mutex<Out>,
     flusher: Option<Arc<Flusher>>,
+    /// Whether the connection speaks TLS (its state is in `out`).
+    tls: bool,
     /// Itself, for the flusher's list and a publisher's burst: publishers reach a connection
     /// through its `Shared` (one pointer from the hub's `Peer`, no `Socket` boxed in between).
     me: Weak<Shared>,
@@ -190,9 +236,33 @@ struct Out {
     dirty: bool,
     /// In a publisher's [`Burst`]: it writes what waits when it finishes.
     in_burst: bool,
+    /// Over HTTPS, the connection's TLS state: what enters `chunks` is sealed first.
+    tls: Option<Box<rustls::ServerConnection>>,
+    /// The TLS close_notify was queued.
+    closing: bool,
 }
 
 impl Out {
+    /// The bytes that carry `plain` on the wire: itself, or over HTTPS its sealed records.
+    /// Every sealed record must be sent, in the order sealed.
+    fn seal(&mut self, plain: &Bytes) -> io::Result<Bytes> {
+        let Some(tls) = &mut self.tls else { return Ok(plain.clone()) };
+        seal_slices(tls, &[IoSlice::new(plain)])
+    }
+
+    /// Queue what rustls has to send of its own (a handshake's end, an alert, a key update).
+    fn queue_tls_output(&mut self) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else { return Ok(()) };
+        if tls.wants_write() {
+            let mut sealed = Vec::new();
+            while tls.wants_write() {
+                tls.write_tls(&mut sealed)?;
+            }
+            self.chunks.push_back(Bytes::from(sealed));
+        }
+        Ok(())
+    }
+
     /// Hand what waits to the connection task: it writes once the socket is writable.
     fn wake_drainer(&mut self) {
         if let Some(waker) = self.drainer.take() {
@@ -213,9 +283,41 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// Seal plaintext into TLS records.
+fn seal_slices(tls: &mut rustls::ServerConnection, plain: &[IoSlice<'_>]) -> io::Result<Bytes> {
+    let total: usize = plain.iter().map(|s| s.len()).sum();
+    let mut sealed = Vec::with_capacity(total + 64);
+    for slice in plain {
+        io::Write::write_all(&mut tls.writer(), slice)?;
+    }
+    while tls.wants_write() {
+        tls.write_tls(&mut sealed)?;
+    }
+    Ok(Bytes::from(sealed))
+}
+
+/// Reads from the socket without waiting, for rustls.
+struct Unblocked<'a>(&'a TcpStream);
+
+impl io::Read for Unblocked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
 impl Socket {
-    fn new(stream: TcpStream, flusher: Option<Arc<Flusher>>) -> Socket {
-        Socket(Arc::new_cyclic(|me| Shared { stream, out: Mutex::new(Out::default()), flusher, me: me.clone() }))
+    fn new(stream: TcpStream, flusher: Option<Arc<Flusher>>, tls: Option<Box<rustls::ServerConnection>>) -> Socket {
+        let mut out = Out { tls, ..Out::default() };
+        if let Some(tls) = &mut out.tls {
+            // No limit on what rustls holds: whatever it seals is taken out at once.
+            tls.set_buffer_limit(None);
+        }
+        // The handshake's last words (a TLS 1.3 server's session tickets) go out first.
+        if out.queue_tls_output().is_err() {
+            out.failed = true;
+        }
+        let tls = out.tls.is_some();
+        Socket(Arc::new_cyclic(|me| Shared { stream, out: Mutex::new(out), flusher, tls, me: me.clone() }))
     }
 
     /// What the hub's publishers write into (see [`Direct::offer`]).
@@ -277,8 +379,14 @@ impl Socket {
     pub async fn write_frames<'a>(&self, frames: impl IntoIterator<Item = &'a Bytes>) -> io::Result<()> {
         {
             let mut out = self.out();
-            if !out.failed {
-                out.chunks.extend(frames.into_iter().cloned());
+            for frame in frames {
+                if out.failed {
+                    break;
+                }
+                match out.seal(frame) {
+                    Ok(sealed) => out.chunks.push_back(sealed),
+                    Err(_) => out.failed = true,
+                }
             }
         }
         std::future::poll_fn(|cx| self.poll_room(cx).map_ok(drop)).await
@@ -400,6 +508,22 @@ impl Direct for Shared {
         if out.chunks.len() >= out.limit {
             return false;
         }
+        // From here on the frame is sent or queued, so it may be sealed (in order).
+        let sealed;
+        let frame = if out.tls.is_some() {
+            match out.seal(frame) {
+                Ok(bytes) => {
+                    sealed = bytes;
+                    &sealed
+                }
+                Err(_) => {
+                    out.failed = true;
+                    return true;
+                }
+            }
+        } else {
+            frame
+        };
         if let Some(burst) = burst {
             // Written with the burst's other frames for this connection when it finishes.
             out.chunks.push_back(frame.clone());
@@ -476,8 +600,53 @@ impl Direct for Shared {
     }
 }
 
+impl Socket {
+    /// Read over TLS: open what rustls holds, else feed it what the socket has.
+    fn poll_read_tls(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            {
+                let mut out = self.out();
+                let Some(tls) = out.tls.as_mut() else { return Poll::Ready(Err(io::ErrorKind::Other.into())) };
+                match io::Read::read(&mut tls.reader(), buf.initialize_unfilled()) {
+                    Ok(n) => {
+                        // 0: the peer said close_notify, the end of the stream.
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    // The peer closed the connection without close_notify: an end all the same.
+                    Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(())),
+                    Err(error) => return Poll::Ready(Err(error)),
+                }
+                match tls.read_tls(&mut Unblocked(&self.0.stream)) {
+                    Ok(0) => return Poll::Ready(Ok(())),
+                    Ok(_) => {
+                        let opened = tls.process_new_packets().map(drop);
+                        // Whatever rustls answers (an alert on failure, a key update) goes out.
+                        if out.queue_tls_output().is_ok() && !out.chunks.is_empty() {
+                            if !matches!(write_out(&self.0.stream, &mut out, Via::Tokio), Ok(true)) {
+                                out.wake_drainer();
+                            }
+                        }
+                        if let Err(error) = opened {
+                            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
+                        }
+                        continue;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Poll::Ready(Err(error)),
+                }
+            }
+            ready!(self.0.stream.poll_read_ready(cx))?;
+        }
+    }
+}
+
 impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.0.tls {
+            return self.poll_read_tls(cx, buf);
+        }
         loop {
             ready!(self.0.stream.poll_read_ready(cx))?;
             match self.0.stream.try_read(buf.initialize_unfilled()) {
@@ -505,6 +674,23 @@ impl AsyncWrite for Socket {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if total == 0 {
             return Poll::Ready(Ok(0));
+        }
+        if self.0.tls {
+            // Sealed as a whole: what the socket does not take now waits in the queue, and
+            // the next write or flush finishes it first.
+            let mut out = ready!(self.poll_room(cx))?;
+            let sealed = match out.tls.as_mut().map(|tls| seal_slices(tls, bufs)) {
+                Some(Ok(sealed)) => sealed,
+                _ => {
+                    out.failed = true;
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
+            };
+            out.chunks.push_back(sealed);
+            if write_out(&self.0.stream, &mut out, Via::Tokio).is_err() {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            return Poll::Ready(Ok(total));
         }
         loop {
             let mut out = ready!(self.poll_room(cx))?;
@@ -545,6 +731,15 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.0.tls {
+            let mut out = self.out();
+            if !std::mem::replace(&mut out.closing, true) {
+                if let Some(tls) = out.tls.as_mut() {
+                    tls.send_close_notify();
+                }
+                let _ = out.queue_tls_output();
+            }
+        }
         ready!(self.as_mut().poll_flush(cx))?;
         // Half-close: the peer reads the end of the stream; the socket closes with its last clone.
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.0.stream);
@@ -564,7 +759,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Socket::new(server, None), client)
+        (Socket::new(server, None, None), client)
     }
 
     /// A socket that writes at once, attached with a bound of `limit` and released.

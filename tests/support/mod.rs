@@ -21,6 +21,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where plain HTTP is redirected to HTTPS, when the test asked for it.
+    pub redirect: Option<SocketAddr>,
     pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -50,6 +52,7 @@ impl TestServer {
     async fn launch(config: Config, dir: tempfile::TempDir) -> TestServer {
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
+        let redirect = server.redirect_addr();
         let state = server.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -60,7 +63,7 @@ impl TestServer {
                 .await
                 .expect("server runs");
         });
-        TestServer { addr, state, stop: Some(stop), task: Some(task), _dir: dir }
+        TestServer { addr, redirect, state, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     /// Ask for a graceful shutdown and wait until it is done.

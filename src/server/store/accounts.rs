@@ -34,12 +34,14 @@ impl Store {
     /// The installation's secret called `name`: made from `fresh` the first time it is asked
     /// for, the same one ever after (also when two callers ask at once).
     pub async fn server_key(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO server_keys (name, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(fresh)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO server_keys (name, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(sqlx::query_scalar("SELECT secret FROM server_keys WHERE name = ?").bind(name).fetch_one(&self.pool).await?)
     }
 
