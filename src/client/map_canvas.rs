@@ -1,5 +1,9 @@
-//! Drawing the map on a canvas: the basemap (country outlines or raster tiles), then the
-//! people on it. Called at most once per animation frame.
+//! Drawing the map on a canvas: the basemap (country outlines, a grid closer than they are
+//! good for, raster tiles where there are any), then the people on it, then the scale bar.
+//! Called at most once per animation frame.
+//!
+//! People whose markers would overlap are drawn as one cluster with their count, which
+//! splits as the map zooms in; at the closest zoom a cluster is fanned out around its place.
 //!
 //! The basemap only changes when the view does, so it is drawn into an offscreen canvas and
 //! copied while markers glide. A marker is drawn once into a small sprite and stamped for each
@@ -13,7 +17,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlImageElement};
 
-use crate::components::projection::View;
+use crate::components::projection::{clusters, project, scale_bar, View, CLUSTER_PX, MAX_ZOOM};
+
+/// Closer than this zoom, the built-in outlines (1:110 million) would mislead: the map shows
+/// a neutral background with a grid instead.
+pub const OUTLINE_DETAIL: f64 = 6.0;
 
 /// Above this many people in view, only my own name is written next to a marker.
 const LABEL_LIMIT: usize = 200;
@@ -32,12 +40,28 @@ pub struct Dot<'a> {
     pub trail: &'a [[f64; 2]],
 }
 
-/// What is under the markers.
-pub enum Basemap<'a> {
-    /// Country outlines (longitude, latitude rings), served by the app.
-    Outlines(&'a [Vec<[f32; 2]>]),
-    /// Raster tiles from a configured server: a URL template with `{z}`, `{x}`, `{y}`.
-    Tiles(&'a str),
+/// What is under the markers: country outlines (longitude, latitude rings, served by the
+/// app), and raster tiles over them where there are any.
+pub struct Basemap<'a> {
+    pub outlines: &'a [Vec<[f32; 2]>],
+    pub tiles: Option<TileSource<'a>>,
+}
+
+/// Raster tiles: a URL template with `{z}`, `{x}`, `{y}`, and the zooms they exist at.
+pub struct TileSource<'a> {
+    pub url: &'a str,
+    pub min_zoom: u32,
+    pub max_zoom: u32,
+}
+
+/// A group of people as drawn: where, how many, and where each of them is.
+#[derive(Clone, Debug)]
+pub struct Drawn {
+    pub x: f64,
+    pub y: f64,
+    pub radius: f64,
+    /// Longitude and latitude of each member.
+    pub members: Vec<(f64, f64)>,
 }
 
 #[derive(Default)]
@@ -51,6 +75,8 @@ struct Cache {
     widths: HashMap<String, f64>,
     /// Marker sprites (someone else's, mine) for a pixel ratio.
     sprites: Option<(f64, [HtmlCanvasElement; 2])>,
+    /// The clusters of the last frame, for clicks.
+    clusters: Vec<Drawn>,
 }
 
 /// Marker radius in CSS pixels: someone else's, mine.
@@ -120,6 +146,23 @@ pub fn fit(canvas: &HtmlCanvasElement) -> (f64, f64) {
     (width, height)
 }
 
+/// The cluster of several people drawn under a canvas point, if any (from the last frame).
+pub fn cluster_at(x: f64, y: f64) -> Option<Drawn> {
+    CACHE.with_borrow(|cache| {
+        cache.clusters.iter().find(|c| c.members.len() > 1 && (c.x - x).hypot(c.y - y) <= c.radius + 4.0).cloned()
+    })
+}
+
+/// The sizes of the groups drawn in the last frame, largest first (`2` for a cluster of two,
+/// `1 1` for two markers), for tests and tools.
+pub fn drawn_groups() -> String {
+    CACHE.with_borrow(|cache| {
+        let mut sizes: Vec<usize> = cache.clusters.iter().map(|c| c.members.len()).collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        sizes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    })
+}
+
 /// Draw a frame. `on_tile` is called when a tile image arrives, to ask for another frame.
 pub fn draw(
     canvas: &HtmlCanvasElement,
@@ -145,8 +188,32 @@ pub fn draw(
     }
     let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
     if let Some(sprites) = sprites {
-        draw_people(&ctx, view, dots, &sprites);
+        let drawn = draw_people(&ctx, view, dots, &sprites);
+        CACHE.with_borrow_mut(|cache| cache.clusters = drawn);
     }
+    draw_scale(&ctx, view);
+}
+
+/// The scale bar, bottom left: a round length at the centre's latitude.
+fn draw_scale(ctx: &CanvasRenderingContext2d, view: &View) {
+    let (_, px, label) = scale_bar(view.metres_per_pixel(), 120.0);
+    let (left, bottom) = (10.0, view.height - 12.0);
+    ctx.set_global_alpha(0.85);
+    ctx.set_fill_style_str("#ffffff");
+    ctx.fill_rect(left - 4.0, bottom - 20.0, px + 8.0, 26.0);
+    ctx.set_global_alpha(1.0);
+    ctx.set_stroke_style_str("#1d232b");
+    ctx.set_line_width(2.0);
+    ctx.begin_path();
+    ctx.move_to(left, bottom - 6.0);
+    ctx.line_to(left, bottom);
+    ctx.line_to(left + px, bottom);
+    ctx.line_to(left + px, bottom - 6.0);
+    ctx.stroke();
+    ctx.set_font("12px system-ui, sans-serif");
+    ctx.set_text_baseline("alphabetic");
+    ctx.set_fill_style_str("#1d232b");
+    let _ = ctx.fill_text(&label, left + 2.0, bottom - 6.0);
 }
 
 /// The offscreen basemap for this view, drawn again only if the view or its data changed.
@@ -170,35 +237,73 @@ fn refresh_basemap(
     base.set_height(canvas.height());
     let ctx = context(&base)?;
     let _ = ctx.set_transform(ratio, 0.0, 0.0, ratio, 0.0, 0.0);
-    ctx.set_fill_style_str("#dce9f5");
-    ctx.fill_rect(0.0, 0.0, view.width, view.height);
-    match basemap {
-        Basemap::Outlines(rings) => draw_outlines(&ctx, view, rings),
-        Basemap::Tiles(template) => draw_tiles(&ctx, cache, view, template, on_tile),
+    if view.zoom <= OUTLINE_DETAIL {
+        ctx.set_fill_style_str("#dce9f5");
+        ctx.fill_rect(0.0, 0.0, view.width, view.height);
+        draw_outlines(&ctx, view, basemap.outlines);
+    } else {
+        ctx.set_fill_style_str("#eceef0");
+        ctx.fill_rect(0.0, 0.0, view.width, view.height);
+        draw_grid(&ctx, view);
+    }
+    if let Some(tiles) = &basemap.tiles {
+        draw_tiles(&ctx, cache, view, tiles, on_tile);
     }
     cache.drawn = Some(key);
     Some(base)
 }
 
+/// Land: every ring in every copy of the world the canvas shows, in one path, filled and
+/// stroked once. Rings reach past ±180° where they cross the antimeridian (the server made
+/// them continuous), so each copy draws its share of them and no edge crosses the map.
 fn draw_outlines(ctx: &CanvasRenderingContext2d, view: &View, rings: &[Vec<[f32; 2]>]) {
-    // Land: every ring in one path, filled and stroked once.
+    let (left, top, size) = view.origin();
+    let scale = size / 360.0;
     ctx.begin_path();
-    for ring in rings {
-        let mut previous: Option<f32> = None;
-        for point in ring {
-            let (x, y) = view.to_screen(f64::from(point[0]), f64::from(point[1]));
-            // A ring that crosses the antimeridian jumps across the whole map: lift the pen.
-            match previous {
-                Some(lon) if (point[0] - lon).abs() < 180.0 => ctx.line_to(x, y),
-                _ => ctx.move_to(x, y),
+    for copy in view.world_copies() {
+        let shift = copy as f64 * size - left;
+        for ring in rings {
+            let mut points = ring.iter();
+            let Some(first) = points.next() else { continue };
+            let (_, y) = project(0.0, f64::from(first[1]), view.zoom);
+            ctx.move_to((f64::from(first[0]) + 180.0) * scale + shift, y - top);
+            for point in points {
+                let (_, y) = project(0.0, f64::from(point[1]), view.zoom);
+                ctx.line_to((f64::from(point[0]) + 180.0) * scale + shift, y - top);
             }
-            previous = Some(point[0]);
+            ctx.close_path();
         }
     }
     ctx.set_fill_style_str("#f4f1e8");
     ctx.fill();
     ctx.set_stroke_style_str("#a9a397");
     ctx.set_line_width(0.6);
+    ctx.stroke();
+}
+
+/// Closer than the outlines go: a grid of round distances (those of the scale bar), fixed to
+/// the ground, so that panning and zooming still show movement and scale.
+fn draw_grid(ctx: &CanvasRenderingContext2d, view: &View) {
+    let (_, step, _) = scale_bar(view.metres_per_pixel(), 120.0);
+    let (left, top, _) = view.origin();
+    if !step.is_finite() || step <= 4.0 {
+        return;
+    }
+    ctx.begin_path();
+    let mut x = -(left.rem_euclid(step));
+    while x <= view.width {
+        ctx.move_to(x.round() + 0.5, 0.0);
+        ctx.line_to(x.round() + 0.5, view.height);
+        x += step;
+    }
+    let mut y = -(top.rem_euclid(step));
+    while y <= view.height {
+        ctx.move_to(0.0, y.round() + 0.5);
+        ctx.line_to(view.width, y.round() + 0.5);
+        y += step;
+    }
+    ctx.set_stroke_style_str("#d3d7dc");
+    ctx.set_line_width(1.0);
     ctx.stroke();
 }
 
@@ -210,10 +315,16 @@ fn draw_tiles(
     ctx: &CanvasRenderingContext2d,
     cache: &mut Cache,
     view: &View,
-    template: &str,
+    source: &TileSource,
     on_tile: impl Fn() + Clone + 'static,
 ) {
-    let spots = view.tiles(19);
+    // Farther out than the tiles go, asking for them would only fetch nothing (or, for an
+    // archive that starts at street level, thousands of tiles).
+    if view.zoom.round() < f64::from(source.min_zoom) {
+        return;
+    }
+    let template = source.url;
+    let spots = view.tiles(source.max_zoom);
     if cache.tiles.len() > TILE_CACHE {
         let wanted: Vec<_> = spots.iter().map(|t| (t.z, t.x, t.y)).collect();
         cache.tiles.retain(|key, _| wanted.contains(key));
@@ -265,8 +376,13 @@ fn text_width(ctx: &CanvasRenderingContext2d, text: &str) -> f64 {
     })
 }
 
-/// Trails, then markers: stale ones, fresh ones, mine on top, each stamped from its sprite.
-fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprites: &[HtmlCanvasElement; 2]) {
+/// Trails, then markers and clusters, then names. Returns the groups drawn.
+fn draw_people(
+    ctx: &CanvasRenderingContext2d,
+    view: &View,
+    dots: &[Dot],
+    sprites: &[HtmlCanvasElement; 2],
+) -> Vec<Drawn> {
     let on_canvas = |(x, y): (f64, f64)| x > -50.0 && y > -50.0 && x < view.width + 50.0 && y < view.height + 50.0;
     for dot in dots.iter().filter(|d| !d.trail.is_empty()) {
         ctx.begin_path();
@@ -285,8 +401,57 @@ fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprite
         ctx.set_line_width(2.5);
         ctx.stroke();
     }
-    let visible: Vec<(&Dot, (f64, f64))> =
+    let on_screen: Vec<(&Dot, (f64, f64))> =
         dots.iter().map(|d| (d, view.to_screen(d.lon, d.lat))).filter(|(_, at)| on_canvas(*at)).collect();
+    // Overlapping markers become one cluster; at the closest zoom (where zooming in cannot
+    // split it) a cluster is fanned out around its place instead.
+    let points: Vec<(f64, f64)> = on_screen.iter().map(|(_, at)| *at).collect();
+    let groups = clusters(&points, CLUSTER_PX);
+    let fan_out = view.zoom >= MAX_ZOOM - 1e-6;
+    let mut drawn = Vec::with_capacity(groups.len());
+    let mut visible: Vec<(&Dot, (f64, f64))> = Vec::with_capacity(on_screen.len());
+    let mut bubbles: Vec<((f64, f64), usize, bool)> = Vec::new();
+    for (members, centre) in &groups {
+        let lonlat = members.iter().map(|&i| (on_screen[i].0.lon, on_screen[i].0.lat)).collect();
+        if members.len() == 1 {
+            visible.push(on_screen[members[0]]);
+            drawn.push(Drawn { x: centre.0, y: centre.1, radius: 10.0, members: lonlat });
+        } else if fan_out {
+            let ring = (CLUSTER_PX * members.len() as f64 / std::f64::consts::TAU).max(CLUSTER_PX);
+            for (k, &i) in members.iter().enumerate() {
+                let angle = std::f64::consts::TAU * k as f64 / members.len() as f64;
+                let at = (centre.0 + ring * angle.cos(), centre.1 + ring * angle.sin());
+                visible.push((on_screen[i].0, at));
+                drawn.push(Drawn {
+                    x: at.0,
+                    y: at.1,
+                    radius: 10.0,
+                    members: vec![(on_screen[i].0.lon, on_screen[i].0.lat)],
+                });
+            }
+        } else {
+            let mine = members.iter().any(|&i| on_screen[i].0.mine);
+            let radius = 12.0 + (members.len() as f64).log10() * 4.0;
+            bubbles.push((*centre, members.len(), mine));
+            drawn.push(Drawn { x: centre.0, y: centre.1, radius, members: lonlat });
+        }
+    }
+    for &((x, y), count, mine) in &bubbles {
+        let radius = 12.0 + (count as f64).log10() * 4.0;
+        ctx.begin_path();
+        let _ = ctx.arc(x, y, radius, 0.0, std::f64::consts::TAU);
+        ctx.set_fill_style_str(COLOUR[0]);
+        ctx.fill();
+        ctx.set_stroke_style_str(if mine { COLOUR[1] } else { "#ffffff" });
+        ctx.set_line_width(if mine { 3.0 } else { 2.0 });
+        ctx.stroke();
+        ctx.set_fill_style_str("#ffffff");
+        ctx.set_font("bold 12px system-ui, sans-serif");
+        ctx.set_text_align("center");
+        ctx.set_text_baseline("middle");
+        let _ = ctx.fill_text(&count.to_string(), x, y + 0.5);
+    }
+    ctx.set_text_align("start");
     let labels = visible.len() <= LABEL_LIMIT;
     ctx.set_font("12px system-ui, sans-serif");
     ctx.set_text_baseline("middle");
@@ -338,4 +503,5 @@ fn draw_people(ctx: &CanvasRenderingContext2d, view: &View, dots: &[Dot], sprite
         }
     }
     ctx.set_global_alpha(1.0);
+    drawn
 }

@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn people_twenty_metres_apart_are_two_markers_in_the_street_and_one_cluster_in_the_city() {
-        let a = (4.8952, 52.3702);
+        let a: (f64, f64) = (4.8952, 52.3702);
         // 20 m east of a: a degree of longitude is 111,320 m times cos(latitude) there.
         let b = (a.0 + 20.0 / (111_320.0 * a.1.to_radians().cos()), a.1);
         for (zoom, groups) in [(18.0, 2), (12.0, 1)] {

@@ -105,11 +105,22 @@ pub async fn remove_member(room: String, username: String) -> Result<(), AppErro
     Ok(())
 }
 
+/// On a phone the room list is a drawer over the room, opened from the room's header.
+#[derive(Clone, Copy)]
+struct RoomsDrawer(RwSignal<bool>);
+
 #[component]
 pub fn ChatPage() -> impl IntoView {
     let session = expect_context::<Session>();
     let params = use_params_map();
     let room = Memo::new(move |_| params.read().get("room").unwrap_or_else(|| LOBBY.to_owned()));
+    let drawer = RoomsDrawer(RwSignal::new(false));
+    provide_context(drawer);
+    // Going to a room closes the drawer.
+    Effect::new(move |_| {
+        room.track();
+        drawer.0.set(false);
+    });
     let page = Resource::new(move || room.get(), load_room);
     // Created here, not inside the room list, so that server and browser create the
     // resources in the same order and the list hydrates from the same data.
@@ -122,7 +133,7 @@ pub fn ChatPage() -> impl IntoView {
                 let summaries = listed.await.unwrap_or_default();
                 match page.await {
                     Ok(page) => view! {
-                        <div class="chat-layout">
+                        <div class="chat-layout" class:rooms-open=move || drawer.0.get()>
                             <RoomList current=room summaries/>
                             <section class="room"><RoomView page/></section>
                         </div>
@@ -135,7 +146,7 @@ pub fn ChatPage() -> impl IntoView {
                         </section>
                     }.into_any(),
                     Err(error) => view! {
-                        <div class="chat-layout">
+                        <div class="chat-layout" class:rooms-open=move || drawer.0.get()>
                             <RoomList current=room summaries/>
                             <section class="room"><p class="error" role="alert">{error.to_string()}</p></section>
                         </div>
@@ -211,9 +222,15 @@ fn RoomList(current: Memo<String>, summaries: Vec<RoomSummary>) -> impl IntoView
         }
     });
 
+    let drawer = use_context::<RoomsDrawer>();
     view! {
+        <div class="rooms-backdrop" on:click=move |_| if let Some(d) = drawer { d.0.set(false) }></div>
         <nav class="rooms" aria-label="Rooms">
-            <h2>"Rooms"</h2>
+            <div class="rooms-top">
+                <h2>"Rooms"</h2>
+                <button class="link rooms-close" aria-label="Close the room list"
+                    on:click=move |_| if let Some(d) = drawer { d.0.set(false) }>"Close"</button>
+            </div>
             <ul>
                 <For each=move || rooms.get() key=|room| room.name.clone() let(room)>
                     <li>
@@ -274,6 +291,7 @@ struct Typist {
 #[component]
 fn RoomView(page: RoomPage) -> impl IntoView {
     let session = expect_context::<Session>();
+    let drawer = use_context::<RoomsDrawer>();
     let topic = chat_topic(&page.room.name);
     let room_name = page.room.name.clone();
     let placeholder = format!("Message #{room_name} (Enter sends, Shift+Enter for a new line)");
@@ -477,6 +495,8 @@ fn RoomView(page: RoomPage) -> impl IntoView {
     view! {
         <div class="room-view" data-room=room_name.clone()>
             <div class="room-head">
+                <button class="rooms-toggle" aria-label="Rooms" data-testid="rooms-toggle"
+                    on:click=move |_| if let Some(d) = drawer { d.0.set(true) }>"☰ Rooms"</button>
                 <h1 class="room-title">{if page.room.private { "🔒 " } else { "# " }} {room_name.clone()}</h1>
                 <p class="online" data-testid="online">
                     <span class="label">"Online: "</span>

@@ -1,7 +1,10 @@
 //! A room's live map: everyone sharing their position, moving as they move.
 //!
 //! The basemap is Natural Earth's country outlines, served by the app (nothing loads
-//! from outside). It is drawn with the markers on one canvas, at most once per
+//! from outside), under street tiles when the server has an archive of them (`--tiles`) or
+//! a tile server is configured; closer than the outlines go and without tiles, a grid.
+//! Overlapping markers are drawn as clusters that split as the map zooms in (or when one
+//! is clicked); a scale bar shows distances. It is drawn with the markers on one canvas, at most once per
 //! animation frame; markers glide to their new position. A list beside the map says
 //! the same in words: who is where and how long ago.
 
@@ -232,12 +235,12 @@ fn MapView(
     let gesture_moved = StoredValue::new(0.0f64);
     let dragging_me = StoredValue::new(false);
     let drag_sent_at = StoredValue::new(0.0f64);
-    let tile_url = tiles.as_ref().map(|t| t.url.clone());
+    let tile_source = tiles.as_ref().map(|t| (t.url.clone(), u32::from(t.min_zoom), u32::from(t.max_zoom)));
     // Until someone moves the map, it frames everyone as they first appear.
     let touched = StoredValue::new(false);
     let framed = StoredValue::new(false);
-    // The built-in outlines are coarse (1:110m): closer than country level they mislead.
-    let closest = if tile_url.is_some() { 15.0 } else { 5.0 };
+    // Framing everyone goes as close as street level: people a few metres apart stay apart.
+    let closest = 18.0;
     let frame_everyone = move || {
         let spots: Vec<(f64, f64)> = positions.with_value(|p| p.values().map(|p| (p.longitude, p.latitude)).collect());
         if !spots.is_empty() {
@@ -310,16 +313,16 @@ fn MapView(
     // Draw at most once per animation frame, and keep drawing while markers glide.
     let draw: Arc<dyn Fn() + Send + Sync> = {
         let frame_queued = frame_queued.clone();
-        let tile_url = tile_url.clone();
+        let tile_source = tile_source.clone();
         Arc::new(move || {
-            let _ = (&frame_queued, &apply_incoming, &tile_url);
+            let _ = (&frame_queued, &apply_incoming, &tile_source);
             #[cfg(feature = "hydrate")]
             {
                 if frame_queued.swap(true, Ordering::AcqRel) {
                     return;
                 }
                 let frame_queued = frame_queued.clone();
-                let tile_url = tile_url.clone();
+                let tile_source = tile_source.clone();
                 request_animation_frame(move || {
                     frame_queued.store(false, Ordering::Release);
                     let Some(el) = canvas.get_untracked() else { return };
@@ -362,20 +365,23 @@ fn MapView(
                                 .collect();
                             let view = view_state.get_untracked();
                             let on_tile = move || redraw.update(|n| *n += 1);
-                            match &tile_url {
-                                Some(url) => {
-                                    let basemap = client::map_canvas::Basemap::Tiles(url);
-                                    client::map_canvas::draw(&el, &view, &basemap, &dots, on_tile);
+                            outlines.with_untracked(|rings| {
+                                let tiles = tile_source.as_ref().map(|(url, min_zoom, max_zoom)| {
+                                    client::map_canvas::TileSource { url, min_zoom: *min_zoom, max_zoom: *max_zoom }
+                                });
+                                let basemap = client::map_canvas::Basemap { outlines: rings, tiles };
+                                client::map_canvas::draw(&el, &view, &basemap, &dots, on_tile)
+                            });
+                            // For tests and tools: the view as drawn, and the groups of markers.
+                            let shown = [
+                                ("data-zoom", format!("{:.3}", view.zoom)),
+                                ("data-mpp", format!("{:.3}", view.metres_per_pixel())),
+                                ("data-drawn", client::map_canvas::drawn_groups()),
+                            ];
+                            for (name, value) in shown {
+                                if el.get_attribute(name).as_deref() != Some(value.as_str()) {
+                                    let _ = el.set_attribute(name, &value);
                                 }
-                                None => outlines.with_untracked(|rings| {
-                                    let basemap = client::map_canvas::Basemap::Outlines(rings);
-                                    client::map_canvas::draw(&el, &view, &basemap, &dots, on_tile)
-                                }),
-                            }
-                            // For tests and tools: the view as drawn.
-                            let shown = format!("{:.3}", view.zoom);
-                            if el.get_attribute("data-zoom").as_deref() != Some(shown.as_str()) {
-                                let _ = el.set_attribute("data-zoom", &shown);
                             }
                         });
                     });
@@ -423,8 +429,9 @@ fn MapView(
             handle.store(made, Ordering::Relaxed);
         });
     }
-    // The built-in basemap, fetched once in the browser (unless tiles replace it).
-    if tile_url.is_none() {
+    // The built-in basemap, fetched once in the browser (under tiles too: where they are
+    // missing or still loading, the outlines show).
+    {
         let draw = draw.clone();
         let rings = LocalResource::new(world_outlines);
         Effect::new(move |_| {
@@ -568,17 +575,35 @@ fn MapView(
     };
     let on_pointerup = {
         let place = place.clone();
+        let draw = draw.clone();
         move |ev: leptos::ev::PointerEvent| {
             let (x, y) = (f64::from(ev.offset_x()), f64::from(ev.offset_y()));
             let was_single = pointers.with_value(|p| p.len() == 1);
             pointers.update_value(|p| p.retain(|(id, _, _)| *id != ev.pointer_id()));
+            let click = was_single && gesture_moved.get_value() < 5.0;
             if dragging_me.get_value() {
                 move_me(x, y, true);
                 dragging_me.set_value(false);
-            } else if was_single && placing.get_untracked() && gesture_moved.get_value() < 5.0 {
+            } else if click && placing.get_untracked() {
                 let (lon, lat) = view_state.get_untracked().to_position(x, y);
                 place(lat, lon);
                 sharing.set(true);
+            } else if click {
+                let _ = &draw;
+                // A click on a cluster zooms in until its people stand apart.
+                #[cfg(feature = "hydrate")]
+                if let Some(cluster) = client::map_canvas::cluster_at(x, y) {
+                    view_state.update_untracked(|v| {
+                        let before = v.zoom;
+                        v.fit(&cluster.members, 80.0, crate::components::projection::MAX_ZOOM);
+                        if v.zoom < before + 1.0 {
+                            // Too close together to frame apart: step in on the cluster.
+                            v.zoom = before;
+                            v.zoom_at(2.0, x, y);
+                        }
+                    });
+                    draw();
+                }
             }
         }
     };

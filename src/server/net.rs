@@ -623,10 +623,11 @@ impl Socket {
                     Ok(_) => {
                         let opened = tls.process_new_packets().map(drop);
                         // Whatever rustls answers (an alert on failure, a key update) goes out.
-                        if out.queue_tls_output().is_ok() && !out.chunks.is_empty() {
-                            if !matches!(write_out(&self.0.stream, &mut out, Via::Tokio), Ok(true)) {
-                                out.wake_drainer();
-                            }
+                        if out.queue_tls_output().is_ok()
+                            && !out.chunks.is_empty()
+                            && !matches!(write_out(&self.0.stream, &mut out, Via::Tokio), Ok(true))
+                        {
+                            out.wake_drainer();
                         }
                         if let Err(error) = opened {
                             return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));

@@ -103,7 +103,38 @@ pub fn decode(text: &str) -> Result<Vec<Ring>, WorldError> {
         }
     }
     rings.retain(|r| r.len() >= 3);
-    Ok(rings)
+    Ok(rings.into_iter().map(unwrap_antimeridian).collect())
+}
+
+/// Make a ring's longitudes continuous. A ring that crosses the antimeridian jumps from
+/// +180° to -180° between two points; drawn as given, that edge is a line across the whole
+/// map (and a fill across the Pacific). After this the ring reaches past ±180° instead, and
+/// the map draws it in each copy of the world it shows. A ring that goes around a pole (it
+/// ends 360° from where it started) is closed along the map's edge at that pole.
+pub fn unwrap_antimeridian(ring: Ring) -> Ring {
+    let mut out: Ring = Vec::with_capacity(ring.len() + 2);
+    let mut shift = 0.0f32;
+    let mut previous: Option<f32> = None;
+    for [lon, lat] in ring {
+        if let Some(before) = previous {
+            if lon - before > 180.0 {
+                shift -= 360.0;
+            } else if lon - before < -180.0 {
+                shift += 360.0;
+            }
+        }
+        previous = Some(lon);
+        out.push([lon + shift, lat]);
+    }
+    if let (Some(&first), Some(&last)) = (out.first(), out.last()) {
+        if (last[0] - first[0]).abs() > 180.0 {
+            let mean = out.iter().map(|p| p[1]).sum::<f32>() / out.len() as f32;
+            let pole = if mean < 0.0 { -90.0 } else { 90.0 };
+            out.push([last[0], pole]);
+            out.push([first[0], pole]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -135,6 +166,38 @@ mod tests {
         assert!(rings
             .iter()
             .flatten()
-            .all(|[lon, lat]| (-180.0..=180.0).contains(lon) && (-90.0..=90.0).contains(lat)));
+            .all(|[lon, lat]| (-540.0..=540.0).contains(lon) && (-90.0..=90.0).contains(lat)));
+        // No edge jumps across the map (the line across the Pacific), and Chukotka reaches
+        // past 180° rather than wrapping to -180°.
+        for ring in &rings {
+            let along_a_pole = |w: &[[f32; 2]]| w[0][1].abs() == 90.0 && w[1][1].abs() == 90.0;
+            assert!(
+                ring.windows(2).all(|w| (w[1][0] - w[0][0]).abs() < 180.0 || along_a_pole(w)),
+                "a jump in {:?}",
+                &ring[..3]
+            );
+        }
+        assert!(rings.iter().flatten().any(|[lon, lat]| *lon > 180.0 && *lat > 60.0), "Chukotka past 180°");
+        // Every ring closes where it starts, or around a pole along the map's edge.
+        for ring in &rings {
+            let (first, last) = (ring[0], ring[ring.len() - 1]);
+            assert!((first[0] - last[0]).abs() < 1e-3 || last[1].abs() == 90.0, "{first:?} … {last:?}");
+        }
+    }
+
+    #[test]
+    fn rings_across_the_antimeridian_are_made_continuous() {
+        // An island from 179° E to 179° W, as a shapefile gives it.
+        let island = vec![[179.0, 1.0], [-179.0, 1.0], [-179.0, -1.0], [179.0, -1.0], [179.0, 1.0]];
+        assert_eq!(
+            unwrap_antimeridian(island),
+            vec![[179.0, 1.0], [181.0, 1.0], [181.0, -1.0], [179.0, -1.0], [179.0, 1.0]]
+        );
+        // A ring around the south pole: its coast from -180° to 180°, then back along -90°.
+        let antarctica =
+            vec![[-180.0, -80.0], [0.0, -70.0], [180.0, -80.0], [180.0, -90.0], [-180.0, -90.0], [-180.0, -80.0]];
+        let unwrapped = unwrap_antimeridian(antarctica);
+        assert!(unwrapped.windows(2).all(|w| (w[1][0] - w[0][0]).abs() < 180.0 || w[0][1] == -90.0), "{unwrapped:?}");
+        assert_eq!(unwrapped.last().unwrap()[1], -90.0, "closed at the pole");
     }
 }

@@ -1,0 +1,94 @@
+import { expect, test, type Page } from "@playwright/test";
+import { closeContexts, hydrated, newContext, send, signUp, stored, unique } from "./helpers";
+
+test.afterEach(closeContexts);
+
+/** A phone: 390 x 844, touch, a mobile browser. */
+const PHONE = { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 };
+
+/** Nothing sticks out past the screen's right edge: no sideways scrolling. */
+async function fitsTheScreen(page: Page) {
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+}
+
+/** The element is on screen, whole. */
+async function onScreen(page: Page, locator: any) {
+  await expect(locator).toBeVisible();
+  const box = await locator.boundingBox();
+  const size = page.viewportSize()!;
+  expect(box.x).toBeGreaterThanOrEqual(0);
+  expect(box.x + box.width).toBeLessThanOrEqual(size.width + 0.5);
+}
+
+test("on a phone: sign in, switch and create rooms, send, open the map and share, open a chart", async ({ browser }) => {
+  const context = await newContext(browser, {
+    ...PHONE,
+    permissions: ["geolocation"],
+    geolocation: { latitude: 52.3731, longitude: 4.8926 },
+  });
+  const page = await context.newPage();
+  const name = unique("phone");
+  await signUp(page, name);
+  await hydrated(page);
+  await expect(page.getByTestId("connection")).toHaveText("connected");
+  // The whole header is there: my name, Settings, Sign out.
+  await onScreen(page, page.getByTestId("my-name"));
+  await onScreen(page, page.getByRole("link", { name: "Settings" }));
+  await onScreen(page, page.getByRole("button", { name: "Sign out" }));
+  await fitsTheScreen(page);
+  await page.screenshot({ path: "../target/e2e-shots/phone-chat.png" });
+
+  // The room list opens as a drawer; creating a room there lands in it, and the drawer closes.
+  const room = unique("pocket");
+  await page.getByTestId("rooms-toggle").tap();
+  const list = page.getByRole("navigation", { name: "Rooms" });
+  await onScreen(page, list.getByRole("link", { name: /lobby/ }));
+  await page.screenshot({ path: "../target/e2e-shots/phone-rooms.png" });
+  await page.fill("#new-room-name", room);
+  await page.getByRole("button", { name: "Create" }).tap();
+  await expect(page).toHaveURL(new RegExp(`/rooms/${room}$`));
+  await expect(list.getByRole("link", { name: /lobby/ })).not.toBeInViewport();
+
+  // Send in the new room; the composer is on screen.
+  await onScreen(page, page.getByLabel("Message"));
+  await send(page, "hello from a phone");
+  await expect(stored(page)).toHaveText(["hello from a phone"]);
+
+  // Switch back to the lobby through the drawer.
+  await page.getByTestId("rooms-toggle").tap();
+  await list.getByRole("link", { name: /lobby/ }).tap();
+  await expect(page).toHaveURL(/\/rooms\/lobby$/);
+  await expect(page.locator(".room-title")).toContainText("lobby");
+  await fitsTheScreen(page);
+
+  // The map: its controls are reachable, sharing puts me on it.
+  await page.getByRole("link", { name: "Map" }).tap();
+  await expect(page).toHaveURL(/\/rooms\/lobby\/map$/);
+  await hydrated(page);
+  await onScreen(page, page.getByRole("button", { name: "Share my location" }));
+  await onScreen(page, page.getByRole("button", { name: "Zoom in" }));
+  await onScreen(page, page.getByRole("button", { name: "Show everyone" }));
+  await page.getByRole("button", { name: "Share my location" }).tap();
+  await expect(page.locator(`.map-people li[data-user="${name}"]`)).toHaveAttribute("data-lat", "52.3731");
+  await page.getByRole("button", { name: "Zoom in" }).tap();
+  const canvas = page.locator("canvas.map-canvas");
+  expect((await canvas.boundingBox())!.height).toBeGreaterThan(300);
+  await fitsTheScreen(page);
+  await page.screenshot({ path: "../target/e2e-shots/phone-map.png" });
+
+  // Sensors: register one, chart it.
+  await page.getByRole("link", { name: "Sensors" }).tap();
+  await expect(page).toHaveURL(/\/sensors$/);
+  await hydrated(page);
+  const register = page.locator("details.register");
+  await register.locator("summary").tap();
+  await register.getByLabel("Name").fill(unique("pocket-temp"));
+  await register.getByRole("button", { name: /Register/ }).tap();
+  await expect(page.locator(".token-once")).toBeVisible();
+  const item = page.locator(".sensor-item").first();
+  await item.getByRole("checkbox").check();
+  await onScreen(page, page.locator(".chart").first());
+  await fitsTheScreen(page);
+  await page.screenshot({ path: "../target/e2e-shots/phone-sensors.png", fullPage: true });
+});
