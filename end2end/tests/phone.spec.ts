@@ -83,10 +83,11 @@ test("on a phone: sign in, switch and create rooms, send, open the map and share
   await hydrated(page);
   const register = page.locator("details.register");
   await register.locator("summary").tap();
-  await register.getByLabel("Name").fill(unique("pocket-temp"));
-  await register.getByRole("button", { name: /Register/ }).tap();
+  const sensor = unique("pocket-temp");
+  await register.getByLabel("Name", { exact: true }).fill(sensor);
+  await register.getByRole("button", { name: "Register", exact: true }).tap();
   await expect(page.locator(".token-once")).toBeVisible();
-  const item = page.locator(".sensor-item").first();
+  const item = page.locator(".sensor-item", { hasText: sensor });
   await item.getByRole("checkbox").check();
   await onScreen(page, page.locator(".chart").first());
   await fitsTheScreen(page);

@@ -226,3 +226,26 @@ test("a page's code is fetched when the page is first opened, and works when it 
   await expect(page.getByTestId("sensor-token").locator("code.secret")).toHaveText(/^sbs_/);
   await expect(page.locator(".legend-item", { hasText: name })).toBeVisible();
 });
+
+test("a sensor deleted by its owner leaves every open dashboard at once", async ({ browser }) => {
+  const s = await withSensor(browser);
+  const other = await newContext(browser);
+  const page = await other.newPage();
+  await signUp(page, unique("watcher"));
+  await page.goto("/sensors");
+  await hydrated(page);
+  await expect(page.getByTestId("connection")).toHaveText("connected");
+  const item = page.locator(`.sensor-item[data-sensor="${s.id}"]`);
+  await expect(item).toHaveCount(1);
+  await item.getByRole("checkbox").check();
+  const legend = page.locator(`.legend-item[data-sensor="${s.id}"]`);
+  await expect(legend).toBeVisible();
+
+  const own = s.page.locator(`.sensor-item[data-sensor="${s.id}"]`);
+  await own.getByText("Settings").click();
+  await own.getByRole("button", { name: "Delete" }).click();
+  await own.getByRole("button", { name: "Really delete it and its readings?" }).click();
+  // The other dashboard drops it from the list and its chart, without a reload.
+  await expect(item).toHaveCount(0);
+  await expect(legend).toHaveCount(0);
+});

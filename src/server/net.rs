@@ -603,6 +603,9 @@ impl Direct for Shared {
 impl Socket {
     /// Read over TLS: open what rustls holds, else feed it what the socket has.
     fn poll_read_tls(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             {
                 let mut out = self.out();
