@@ -108,6 +108,19 @@ async fn one_client_over_its_allowance_is_refused_and_the_others_are_not() {
     assert_eq!(refused + greedy_stored, 40, "every message of the greedy client was stored or refused");
 }
 
+/// Both clients open the lobby (counted as present); who a newcomer then sees online.
+async fn online_after_joining(server: &TestServer, clients: [&mut Client; 2]) -> Vec<String> {
+    for client in clients {
+        let id = client.id();
+        client.send(json!({"type": "subscribe", "id": id, "topic": LOBBY, "present": true})).await;
+        client.next_of("subscribed").await;
+    }
+    let mut watching = server.web("watcher").await;
+    watching.subscribe(LOBBY, None).await;
+    let online = watching.next_of("presence").await["online"].clone();
+    online.as_array().unwrap().iter().filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
 #[tokio::test]
 async fn two_guests_with_one_name_are_two_people() {
     let server = TestServer::start().await;
@@ -119,17 +132,9 @@ async fn two_guests_with_one_name_are_two_people() {
     assert_ne!(name_one, name_two, "told apart where both are shown");
 
     // Presence lists both.
-    for client in [&mut one, &mut two] {
-        let id = client.id();
-        client.send(json!({"type": "subscribe", "id": id, "topic": LOBBY, "present": true})).await;
-        client.next_of("subscribed").await;
-    }
-    let mut watching = server.web("watcher").await;
-    watching.subscribe(LOBBY, None).await;
-    let online = watching.next_of("presence").await["online"].clone();
-    let mut online: Vec<&str> = online.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let mut online = online_after_joining(&server, [&mut one, &mut two]).await;
     online.sort_unstable();
-    let mut both = vec![name_one.as_str(), name_two.as_str()];
+    let mut both = vec![name_one.clone(), name_two.clone()];
     both.sort_unstable();
     assert_eq!(online, both);
 
@@ -170,14 +175,7 @@ async fn a_browser_is_one_guest_in_every_tab_by_its_signed_cookie() {
     let mut tab_two = web_with_cookie(&server, "alice", &cookie).await;
     let name = tab_one.next_of("welcome").await["name"].clone();
     assert_eq!(tab_two.next_of("welcome").await["name"], name);
-    for tab in [&mut tab_one, &mut tab_two] {
-        let id = tab.id();
-        tab.send(json!({"type": "subscribe", "id": id, "topic": LOBBY, "present": true})).await;
-        tab.next_of("subscribed").await;
-    }
-    let mut watching = server.web("watcher").await;
-    watching.subscribe(LOBBY, None).await;
-    assert_eq!(watching.next_of("presence").await["online"], json!([name]));
+    assert_eq!(online_after_joining(&server, [&mut tab_one, &mut tab_two]).await, [name.as_str().unwrap()]);
 
     // A cookie with another id but this signature is nobody's: a new guest.
     let (id, signature) = cookie.split_once('.').unwrap();

@@ -45,6 +45,14 @@ async function withSensor(browser: any, options: { high?: number } = {}) {
   return { context, page, name, id, token };
 }
 
+/** Delete a sensor from its item's settings (the button asks once more). */
+async function deleteSensor(page: any, id: number) {
+  const item = page.locator(`.sensor-item[data-sensor="${id}"]`);
+  await item.getByText("Settings").click();
+  await item.getByRole("button", { name: "Delete" }).click();
+  await item.getByRole("button", { name: "Really delete it and its readings?" }).click();
+}
+
 async function post(baseURL: string, id: number, token: string, body: unknown) {
   const api = await http.newContext({ baseURL });
   const response = await api.post(`/api/sensors/${id}/readings`, {
@@ -174,9 +182,7 @@ test("pause holds the window, one chart shows all picked sensors, and the owner 
 
   // Delete asks once more, then the sensor and its chart are gone.
   const item = s.page.locator(`.sensor-item[data-sensor="${s.id}"]`);
-  await item.getByText("Settings").click();
-  await item.getByRole("button", { name: "Delete" }).click();
-  await item.getByRole("button", { name: "Really delete it and its readings?" }).click();
+  await deleteSensor(s.page, s.id);
   await expect(item).toHaveCount(0);
   await expect(legend).toHaveCount(0);
   const api = await http.newContext({ baseURL });
@@ -241,10 +247,7 @@ test("a sensor deleted by its owner leaves every open dashboard at once", async 
   const legend = page.locator(`.legend-item[data-sensor="${s.id}"]`);
   await expect(legend).toBeVisible();
 
-  const own = s.page.locator(`.sensor-item[data-sensor="${s.id}"]`);
-  await own.getByText("Settings").click();
-  await own.getByRole("button", { name: "Delete" }).click();
-  await own.getByRole("button", { name: "Really delete it and its readings?" }).click();
+  await deleteSensor(s.page, s.id);
   // The other dashboard drops it from the list and its chart, without a reload.
   await expect(item).toHaveCount(0);
   await expect(legend).toHaveCount(0);

@@ -357,7 +357,8 @@ fn dispatch(live: &Rc<Live>, frame: ServerFrame) {
         | ServerFrame::Locations { topic, .. }
         | ServerFrame::Location { topic, .. }
         | ServerFrame::LocationGone { topic, .. }
-        | ServerFrame::Readings { topic, .. } => topic.clone(),
+        | ServerFrame::Readings { topic, .. }
+        | ServerFrame::SensorDeleted { topic, .. } => topic.clone(),
         ServerFrame::Error { id: Some(id), code, .. } => {
             let failed = live
                 .outbox

@@ -325,7 +325,8 @@ fn MapView(
                 let tile_source = tile_source.clone();
                 request_animation_frame(move || {
                     frame_queued.store(false, Ordering::Release);
-                    let Some(el) = canvas.get_untracked() else { return };
+                    // The page may have gone since this frame was asked for.
+                    let Some(Some(el)) = canvas.try_get_untracked() else { return };
                     let started = precise_now();
                     let now = now_ms();
                     apply_incoming(now);

@@ -275,17 +275,20 @@ impl Board {
 
     /// A sensor was deleted (here or anywhere): it leaves the list, the picks and the charts.
     fn forget(&self, id: i64) {
-        self.sensors.update(|list| list.retain(|s| s.info.id != id));
         if self.selected.with_untracked(|s| s.contains(&id)) {
             self.selected.update(|s| s.retain(|x| *x != id));
+        }
+        if self.sensors.with_untracked(|list| list.iter().any(|s| s.info.id == id)) {
+            self.sensors.update(|list| list.retain(|s| s.info.id != id));
         }
         self.series.update_value(|all| {
             all.remove(&id);
         });
-        self.stats.update(|stats| {
-            stats.remove(&id);
-        });
-        self.version.update(|v| *v += 1);
+        if self.stats.with_untracked(|stats| stats.contains_key(&id)) {
+            self.stats.update(|stats| {
+                stats.remove(&id);
+            });
+        }
     }
 
     /// Load the window's history of a sensor from the store.
@@ -402,7 +405,7 @@ fn Dashboard(list: Vec<SensorSummary>) -> impl IntoView {
                 <Alerts board/>
                 <Show
                     when=move || !board.selected.with(Vec::is_empty)
-                    fallback=|| view! { <p class="empty">"Pick sensors on the left to chart them."</p> }
+                    fallback=|| view! { <p class="empty">"Pick sensors in the list to chart them."</p> }
                 >
                     <Charts board/>
                 </Show>
@@ -531,7 +534,8 @@ fn Chart(board: Board, ids: Signal<Vec<i64>>) -> impl IntoView {
                 let frame_queued = frame_queued.clone();
                 request_animation_frame(move || {
                     frame_queued.store(false, Ordering::Release);
-                    let Some(el) = canvas.get_untracked() else { return };
+                    // The page may have gone since this frame was asked for.
+                    let Some(Some(el)) = canvas.try_get_untracked() else { return };
                     let started = precise_now();
                     let now = now_ms();
                     let (from, to) = board.bounds(now);
@@ -601,7 +605,7 @@ fn Chart(board: Board, ids: Signal<Vec<i64>>) -> impl IntoView {
                     if board.paused.get_untracked().is_some() {
                         return;
                     }
-                    let width = canvas.get_untracked().map_or(600.0, |c| f64::from(c.client_width()));
+                    let width = canvas.try_get_untracked().flatten().map_or(600.0, |c| f64::from(c.client_width()));
                     if (now_ms() - last_drawn.get_value()) as f64 * width / span as f64 >= 1.0 {
                         draw();
                     }
