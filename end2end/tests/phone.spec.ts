@@ -27,6 +27,9 @@ test("on a phone: sign in, switch and create rooms, send, open the map and share
     permissions: ["geolocation"],
     geolocation: { latitude: 52.3731, longitude: 4.8926 },
   });
+  // Going from page to page must leave nothing behind that fails later (a panic in the page).
+  const failures: string[] = [];
+  context.on("weberror", (error) => failures.push(error.error().message));
   const page = await context.newPage();
   const name = unique("phone");
   await signUp(page, name);
@@ -98,4 +101,7 @@ test("on a phone: sign in, switch and create rooms, send, open the map and share
   expect(chartBox.y).toBeLessThan(listBox.y);
   await fitsTheScreen(page);
   await page.screenshot({ path: "../target/e2e-shots/phone-sensors.png", fullPage: true });
+  // Long enough for the map page's once-a-second tick to have come, had it outlived the page.
+  await page.waitForTimeout(1500);
+  expect(failures).toEqual([]);
 });

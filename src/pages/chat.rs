@@ -374,8 +374,11 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                         t.retain(|x| &x.name != user);
                         t.push(Typist { name: user.clone(), until });
                     });
+                    // The room may have been left by then.
                     set_timeout(
-                        move || typists.update(|t| t.retain(|x| x.until > now_ms())),
+                        move || {
+                            typists.try_update(|t| t.retain(|x| x.until > now_ms()));
+                        },
                         std::time::Duration::from_millis(4100),
                     );
                 }

@@ -448,7 +448,7 @@ fn MapView(
     Effect::new(move |_| {
         if session.hydrated.get() {
             clock.set(now_ms());
-            set_interval(
+            let ticking = set_interval_with_handle(
                 move || {
                     let now = now_ms();
                     clock.set(now);
@@ -458,6 +458,11 @@ fn MapView(
                 },
                 std::time::Duration::from_secs(1),
             );
+            // It stops with the page: leaving the map for another page must not leave it
+            // ticking over values that are gone.
+            if let Ok(ticking) = ticking {
+                on_cleanup(move || ticking.clear());
+            }
         }
     });
     {
