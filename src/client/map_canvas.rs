@@ -436,6 +436,8 @@ fn draw_people(
             drawn.push(Drawn { x: centre.0, y: centre.1, radius, members: lonlat });
         }
     }
+    // Trails left the alpha lowered.
+    ctx.set_global_alpha(1.0);
     for &((x, y), count, mine) in &bubbles {
         let radius = 12.0 + (count as f64).log10() * 4.0;
         ctx.begin_path();
