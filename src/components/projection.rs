@@ -355,10 +355,10 @@ mod tests {
         // One person: as close as allowed.
         view.fit(&people[..1], 40.0, 15.0);
         assert_eq!(view.zoom, 15.0);
+        assert!(close(view.to_position(400.0, 300.0), people[0]));
         // People 300 m apart in one town: framed at street scale.
         let walkers = [(4.8952, 52.3702), (4.8996, 52.3702), (4.8974, 52.3720)];
         view.fit(&walkers, 60.0, 18.0);
         assert!(view.metres_per_pixel() < 1.0, "street scale: {} m/px", view.metres_per_pixel());
-        assert!(close(view.to_position(400.0, 300.0), people[0]));
     }
 }

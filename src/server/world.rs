@@ -194,8 +194,16 @@ mod tests {
             vec![[179.0, 1.0], [181.0, 1.0], [181.0, -1.0], [179.0, -1.0], [179.0, 1.0]]
         );
         // A ring around the south pole: its coast from -180° to 180°, then back along -90°.
-        let antarctica =
-            vec![[-180.0, -80.0], [0.0, -70.0], [180.0, -80.0], [180.0, -90.0], [-180.0, -90.0], [-180.0, -80.0]];
+        let antarctica = vec![
+            [-180.0, -80.0],
+            [-90.0, -75.0],
+            [0.0, -70.0],
+            [90.0, -75.0],
+            [180.0, -80.0],
+            [180.0, -90.0],
+            [-180.0, -90.0],
+            [-180.0, -80.0],
+        ];
         let unwrapped = unwrap_antimeridian(antarctica);
         assert!(unwrapped.windows(2).all(|w| (w[1][0] - w[0][0]).abs() < 180.0 || w[0][1] == -90.0), "{unwrapped:?}");
         assert_eq!(unwrapped.last().unwrap()[1], -90.0, "closed at the pole");
