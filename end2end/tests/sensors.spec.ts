@@ -66,13 +66,21 @@ async function post(baseURL: string, id: number, token: string, body: unknown) {
 }
 
 /** How many canvas pixels have the first series' colour (#1c7ed6). */
-function seriesPixels(page: any) {
-  return page.locator("canvas.chart-canvas").first().evaluate((canvas: HTMLCanvasElement) => {
+/** The chart that shows sensor `id` (other sensors may be picked and charted too). */
+function chartOf(page: any, id: number) {
+  return page.locator(`.chart:has(.legend-item[data-sensor="${id}"]) canvas.chart-canvas`);
+}
+
+/** Pixels of sensor `id`'s colour (its legend swatch's) on its chart. */
+function seriesPixels(page: any, id: number) {
+  return chartOf(page, id).evaluate((canvas: HTMLCanvasElement, id: number) => {
+    const swatch = canvas.closest(".chart")!.querySelector(`.legend-item[data-sensor="${id}"] .swatch`)!;
+    const [r, g, b] = getComputedStyle(swatch).backgroundColor.match(/\d+/g)!.map(Number);
     const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
     let n = 0;
-    for (let i = 0; i < data.length; i += 4) if (data[i] === 0x1c && data[i + 1] === 0x7e && data[i + 2] === 0xd6) n++;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) n++;
     return n;
-  });
+  }, id);
 }
 
 test("a reading posted over HTTP appears on the open chart, and one past a threshold raises an alert", async ({
@@ -80,7 +88,7 @@ test("a reading posted over HTTP appears on the open chart, and one past a thres
   baseURL,
 }) => {
   const s = await withSensor(browser, { high: 30 });
-  expect(await seriesPixels(s.page)).toBe(0);
+  expect(await seriesPixels(s.page, s.id)).toBe(0);
   const legend = s.page.locator(`.legend-item[data-sensor="${s.id}"]`);
   await expect(legend).toContainText("no readings");
 
@@ -88,11 +96,11 @@ test("a reading posted over HTTP appears on the open chart, and one past a thres
   expect((await post(baseURL!, s.id, s.token, [{ value: 21.5, ts: now - 2000 }, { value: 22.25, ts: now - 1000 }])).status).toBe(200);
   await expect(legend.locator(".current")).toHaveText("22.25");
   await expect(legend).toContainText("min 21.5");
-  await expect.poll(() => seriesPixels(s.page)).toBeGreaterThan(10);
+  await expect.poll(() => seriesPixels(s.page, s.id)).toBeGreaterThan(10);
   await expect(s.page.locator(`.sensor-item[data-sensor="${s.id}"] .latest`)).toHaveText("22.25 °C");
 
   // Hovering the chart names the time and the value under the pointer.
-  const box = (await s.page.locator("canvas.chart-canvas").first().boundingBox())!;
+  const box = (await chartOf(s.page, s.id).boundingBox())!;
   await s.page.mouse.move(box.x + box.width - 16, box.y + box.height / 2);
   await expect(s.page.getByTestId("chart-readout")).toContainText(`${s.name}: 22.25 °C`);
 
