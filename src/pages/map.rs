@@ -243,7 +243,10 @@ fn MapView(
     let closest = 18.0;
     let frame_everyone = move || {
         let spots: Vec<(f64, f64)> = positions.with_value(|p| p.values().map(|p| (p.longitude, p.latitude)).collect());
-        if !spots.is_empty() {
+        // Only once the canvas has its size: framed in a canvas not laid out yet (as on a
+        // phone's first frames) everyone would be "fitted" into nothing, at world scale.
+        let (width, height) = view_state.with_untracked(|v| (v.width, v.height));
+        if !spots.is_empty() && width > 160.0 && height > 160.0 {
             view_state.update_untracked(|v| v.fit(&spots, 60.0, closest));
             framed.set_value(true);
         }
