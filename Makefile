@@ -103,9 +103,11 @@ fmt-check:
 clippy: tools
 	$(CARGO) clippy --no-default-features --features ssr --all-targets -- -D warnings
 	$(CARGO) clippy --lib --target $(WASM_TARGET) --no-default-features --features hydrate -- -D warnings
+	$(CARGO) clippy -p switchboard-bench --all-targets -- -D warnings
 
 rust-test: tools
 	$(CARGO) test --no-default-features --features ssr 2>&1 | tee target/rust-test.log
+	$(CARGO) test -p switchboard-bench 2>&1 | tee -a target/rust-test.log
 
 e2e-deps:
 	@[ -x $(CHROMIUM) ] || (apt-get update && apt-get install -y chromium)
@@ -126,8 +128,8 @@ test:
 
 BENCH := target/release/switchboard-bench
 
-$(BENCH): $(SOURCES)
-	$(CARGO) build --release --bin switchboard-bench --no-default-features --features ssr
+$(BENCH): $(shell find bench/src -type f) bench/Cargo.toml Cargo.lock
+	$(CARGO) build --release -p switchboard-bench
 
 ## Switchboard against the Django Channels and Socket.IO baselines: fan-out, ramp, idle memory,
 ## broadcast, connect rate; one table with ratios (docs/benchmarks.md). Settings via environment,
