@@ -127,8 +127,9 @@ test:
 	@python3 tools/summary.py target/rust-test.log target/e2e.log
 
 BENCH := target/release/switchboard-bench
+INGEST_BENCH := target/release/switchboard-bench-ingest
 
-$(BENCH): $(shell find bench/src -type f) bench/Cargo.toml Cargo.lock
+$(BENCH) $(INGEST_BENCH) &: $(shell find bench/src -type f) bench/Cargo.toml $(SOURCES)
 	$(CARGO) build --release -p switchboard-bench
 
 ## Switchboard against the Django Channels and Socket.IO baselines: fan-out, ramp, idle memory,
@@ -147,7 +148,7 @@ bench-chart: build e2e-deps
 
 ## Sensor readings ingested and made durable per second over HTTP, for a few batch sizes and
 ## connection counts, as ratios to one reading per request on one connection (docs/benchmarks.md).
-bench-ingest: $(SERVER)
+bench-ingest: $(SERVER) $(INGEST_BENCH)
 	./tools/ingest-bench.sh $(ARGS)
 
 clean:

@@ -1,5 +1,4 @@
-//! The `switchboard` binary: serves the app, or (`simulate`) feeds a running one demo data,
-//! or (`bench-ingest`) measures how fast a running one stores sensor readings.
+//! The `switchboard` binary: serves the app, or (`simulate`) feeds a running one demo data.
 
 use std::process::ExitCode;
 
@@ -39,17 +38,6 @@ async fn main() -> ExitCode {
             Ok(_) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("switchboard simulate: {error}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::BenchIngest(args) => match switchboard::server::ingest_bench::run(args).await {
-            Ok(outcomes) if outcomes.iter().all(|o| o.errors == 0 && o.stored == o.acknowledged) => ExitCode::SUCCESS,
-            Ok(_) => {
-                eprintln!("switchboard bench-ingest: requests failed, or stored counts differ from acknowledged ones");
-                ExitCode::FAILURE
-            }
-            Err(error) => {
-                eprintln!("switchboard bench-ingest: {error}");
                 ExitCode::FAILURE
             }
         },

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Sensor ingest benchmark: starts a throwaway release server (temporary database, free port),
-# runs `switchboard bench-ingest` against it, stops it, and checks the database file holds
+# runs `switchboard-bench-ingest` against it, stops it, and checks the database file holds
 # every acknowledged reading. With taskset and two or more CPUs, the server is pinned to CPU 0
 # and the load generator to CPU 1, so that they do not take turns on the same core.
 #
-#   SWITCHBOARD_BIN   the binary (default ./target/release/switchboard)
+#   SWITCHBOARD_BIN   the server (default ./target/release/switchboard)
+#   INGEST_BIN        the benchmark (default ./target/release/switchboard-bench-ingest)
 #   SECONDS_PER_RUN   measured seconds per scenario (default 5)
 #   SCENARIOS         BATCHxCONNECTIONS,... (default 1x1,100x4,1000x4,1x32; the first is the baseline)
 #   NO_PIN=1          do not pin with taskset
-# Further arguments go to `switchboard bench-ingest` (see its --help).
+# Further arguments go to `switchboard-bench-ingest` (see its --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SWITCHBOARD_BIN:-./target/release/switchboard}
 [ -x "$bin" ] || { echo "no server binary at $bin: build it (make target/release/switchboard) or set SWITCHBOARD_BIN" >&2; exit 1; }
+ingest=${INGEST_BIN:-./target/release/switchboard-bench-ingest}
+[ -x "$ingest" ] || { echo "no benchmark at $ingest: build it (make bench-ingest builds it) or set INGEST_BIN" >&2; exit 1; }
 
 dir=$(mktemp -d)
 server=
@@ -37,7 +40,7 @@ curl -sf "$url/healthz" >/dev/null || { echo "the server did not start:" >&2; ca
 
 echo "machine: $(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $pinning; $(uname -sr); database on $(df -T "$dir" | awk 'NR == 2 {print $2}')"
 status=0
-"${pin_load[@]}" "$bin" bench-ingest --url "$url" --server-pid "$server" --clock-ticks "$(getconf CLK_TCK)" \
+"${pin_load[@]}" "$ingest" --url "$url" --server-pid "$server" --clock-ticks "$(getconf CLK_TCK)" \
   --seconds "${SECONDS_PER_RUN:-5}" --scenarios "${SCENARIOS:-1x1,100x4,1000x4,1x32}" "$@" | tee "$dir/bench.out" || status=$?
 
 # A graceful stop, then the file itself: every acknowledged reading must be in it.

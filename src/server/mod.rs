@@ -7,7 +7,6 @@ pub mod chat;
 pub mod config;
 pub mod gateway;
 pub mod hub;
-pub mod ingest_bench;
 pub mod limit;
 pub mod location;
 pub mod net;

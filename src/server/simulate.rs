@@ -7,7 +7,7 @@
 //! It is an ordinary client of the public API, not a backdoor into the database: what works
 //! for it works for any script or device.
 
-pub(crate) mod api;
+pub mod api;
 pub mod models;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! The simulator's side of the server's HTTP API: server functions (form-encoded, answered
 //! with JSON or a JSON `AppError`) and `POST /api/sensors/{id}/readings`, over one HTTP/1.1
-//! connection kept alive and reopened when the server closes it. `switchboard bench-ingest`
+//! connection kept alive and reopened when the server closes it. `switchboard-bench-ingest`
 //! uses it too, one client per connection.
 
 use std::time::Duration;

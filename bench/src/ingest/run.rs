@@ -1,4 +1,4 @@
-//! `switchboard bench-ingest`: how many sensor readings a running server takes in and makes
+//! `switchboard-bench-ingest`: how many sensor readings a running server takes in and makes
 //! durable per second, over its public HTTP API, for a few load shapes run back to back so
 //! that they can be compared as ratios (the machine is shared and noisy; absolute figures
 //! drift between runs, ratios within one run much less).
@@ -17,14 +17,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::auth::new_secret;
-use super::config::{BenchIngestArgs, Scenario};
-use super::simulate::api::{Api, Credential};
-use super::simulate::SimulateError;
-use crate::pages::sensors::{CreatedSensor, SensorSeries};
-use crate::pages::settings::NewToken;
-use crate::protocol::NewReading;
-use crate::server::store::now_ms;
+use switchboard::pages::sensors::{CreatedSensor, SensorSeries};
+use switchboard::pages::settings::NewToken;
+use switchboard::protocol::NewReading;
+use switchboard::server::auth::new_secret;
+use switchboard::server::simulate::api::{Api, Credential};
+use switchboard::server::simulate::SimulateError;
+use switchboard::server::store::now_ms;
+
+use crate::args::{BenchIngestArgs, Scenario};
 
 /// After a failed request, wait this long before the next (a refused connection fails at once).
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
@@ -97,7 +98,7 @@ pub async fn run(args: BenchIngestArgs) -> Result<Vec<Outcome>, BenchError> {
     let user = format!("bench-{run_id}");
     let token = sign_up(&mut api, &user).await?;
     println!(
-        "switchboard bench-ingest: {} as {user:?}; {} s per scenario after {} s of warm-up",
+        "switchboard-bench-ingest: {} as {user:?}; {} s per scenario after {} s of warm-up",
         api.url(),
         args.seconds,
         args.warmup
@@ -144,7 +145,7 @@ async fn sign_up(api: &mut Api, user: &str) -> Result<String, BenchError> {
     let answer = api.call("sign_up", &form, Credential::Nobody).await?;
     let session = answer.session.ok_or_else(|| BenchError::NoSession { user: user.to_owned() })?;
     let made: NewToken =
-        api.call_json("create_token", &[("name", "switchboard bench-ingest")], Credential::Session(&session)).await?;
+        api.call_json("create_token", &[("name", "switchboard-bench-ingest")], Credential::Session(&session)).await?;
     let _ = api.call("sign_out", &[], Credential::Session(&session)).await;
     Ok(made.secret)
 }
@@ -340,7 +341,7 @@ mod tests {
     #[test]
     fn a_batch_body_is_the_readings_the_api_takes() {
         let body = batch_body(3, 1_764_000_000_000);
-        let readings = crate::server::sensors::parse_body(&body).unwrap();
+        let readings = switchboard::server::sensors::parse_body(&body).unwrap();
         assert_eq!(readings.len(), 3);
         assert_eq!(readings[2], NewReading { value: 20.2, ts: Some(1_764_000_000_002) });
     }
