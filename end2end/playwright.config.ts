@@ -9,6 +9,27 @@ export const archivePort = port + 2;
 export const httpsPort = port + 3;
 const site = process.env.E2E_SITE_ROOT ?? "../target/site";
 
+/**
+ * A release server of its own for some of the tests: a fresh folder (`../target/<dir>`) and
+ * database for every run, the built site, and `args`; `before` runs once the folder exists.
+ */
+function server(dir: string, addr: string, args: string, options: { before?: string; https?: boolean } = {}) {
+  const folder = `../target/${dir}`;
+  const before = options.before ? `${options.before} && ` : "";
+  const port = addr.split(":")[1];
+  return {
+    command:
+      `rm -rf ${folder} && mkdir -p ${folder} && ${before}../target/release/switchboard --addr ${addr} ` +
+      `--database-url sqlite://${folder}/e2e.db --site-root ${site} ${args}`,
+    url: `${options.https ? "https" : "http"}://127.0.0.1:${port}/healthz`,
+    ignoreHTTPSErrors: options.https ?? false,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: "pipe" as const,
+    stderr: "pipe" as const,
+  };
+}
+
 export default defineConfig({
   testDir: "./tests",
   timeout: 60_000,
@@ -35,54 +56,12 @@ export default defineConfig({
     },
   },
   webServer: [
-    {
-      // A fresh database for every run, the release build, the built site.
-      command:
-        `rm -rf ../target/e2e && ../target/release/switchboard --addr 127.0.0.1:${port} ` +
-        `--database-url sqlite://../target/e2e/e2e.db --site-root ${site} ` +
-        // The bulk-history test posts 60 messages at once; the default burst is 20.
-        `--message-burst 100`,
-      url: `http://127.0.0.1:${port}/healthz`,
-      reuseExistingServer: false,
-      timeout: 60_000,
-      stdout: "pipe",
-      stderr: "pipe",
-    },
-    {
-      command:
-        `rm -rf ../target/e2e-tiles && ../target/release/switchboard --addr 127.0.0.1:${tilesPort} ` +
-        `--database-url sqlite://../target/e2e-tiles/e2e.db --site-root ${site} ` +
-        `--tile-url 'http://tiles.test/{z}/{x}/{y}.png' --tile-attribution '© Test Tiles'`,
-      url: `http://127.0.0.1:${tilesPort}/healthz`,
-      reuseExistingServer: false,
-      timeout: 60_000,
-      stdout: "pipe",
-      stderr: "pipe",
-    },
-    {
-      command:
-        `rm -rf ../target/e2e-archive && mkdir -p ../target/e2e-archive && ` +
-        `python3 support/make-tiles.py ../target/e2e-archive/test.mbtiles && ` +
-        `../target/release/switchboard --addr 127.0.0.1:${archivePort} ` +
-        `--database-url sqlite://../target/e2e-archive/e2e.db --site-root ${site} ` +
-        `--tiles ../target/e2e-archive/test.mbtiles`,
-      url: `http://127.0.0.1:${archivePort}/healthz`,
-      reuseExistingServer: false,
-      timeout: 60_000,
-      stdout: "pipe",
-      stderr: "pipe",
-    },
-    {
-      command:
-        `rm -rf ../target/e2e-https && ../target/release/switchboard --addr 0.0.0.0:${httpsPort} ` +
-        `--database-url sqlite://../target/e2e-https/e2e.db --site-root ${site} ` +
-        `--tls-self-signed --data-dir ../target/e2e-https`,
-      url: `https://127.0.0.1:${httpsPort}/healthz`,
-      ignoreHTTPSErrors: true,
-      reuseExistingServer: false,
-      timeout: 60_000,
-      stdout: "pipe",
-      stderr: "pipe",
-    },
+    // The bulk-history test posts 60 messages at once; the default burst is 20.
+    server("e2e", `127.0.0.1:${port}`, "--message-burst 100"),
+    server("e2e-tiles", `127.0.0.1:${tilesPort}`, `--tile-url 'http://tiles.test/{z}/{x}/{y}.png' --tile-attribution '© Test Tiles'`),
+    server("e2e-archive", `127.0.0.1:${archivePort}`, "--tiles ../target/e2e-archive/test.mbtiles", {
+      before: "python3 support/make-tiles.py ../target/e2e-archive/test.mbtiles",
+    }),
+    server("e2e-https", `0.0.0.0:${httpsPort}`, "--tls-self-signed --data-dir ../target/e2e-https", { https: true }),
   ],
 });

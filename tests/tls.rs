@@ -146,3 +146,12 @@ async fn https_pages_set_secure_cookies_and_plain_http_is_redirected() {
     assert_eq!(answer.header("location"), Some(format!("https://127.0.0.1:{port}/rooms/lobby?x=1").as_str()));
     drop(data);
 }
+
+#[tokio::test]
+async fn a_redirect_to_https_without_https_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = switchboard::server::config::Config::for_tests(format!("sqlite://{}/t.db", dir.path().display()));
+    config.http_redirect_addr = Some("127.0.0.1:0".parse().unwrap());
+    let error = switchboard::server::Server::bind(config).await.err().expect("refused");
+    assert!(error.to_string().contains("--tls-self-signed"), "{error}");
+}

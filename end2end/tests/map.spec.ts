@@ -19,14 +19,22 @@ async function openMap(page: any, room: string) {
   await expect(page.getByTestId("connection")).toHaveText("connected");
 }
 
+/** A new room's map open for A (who created the room) and for B, each located where given. */
+async function twoOnMap(browser: any, room: string, atA: Position, atB: Position, names = ["alice", "bob"]) {
+  const a = await onMap(browser, names[0], room, atA);
+  await createRoom(a.page, room);
+  await openMap(a.page, room);
+  const b = await onMap(browser, names[1], room, atB);
+  await openMap(b.page, room);
+  return { a, b };
+}
+
+type Position = { latitude: number; longitude: number };
+
 test("B sees A's marker at A's position, moving, then gone when A stops sharing", async ({ browser }) => {
   const room = unique("map");
   const paris = { latitude: 48.8566, longitude: 2.3522 };
-  const a = await onMap(browser, "alice", room, paris);
-  await createRoom(a.page, room);
-  await openMap(a.page, room);
-  const b = await onMap(browser, "bob", room, { latitude: -33.87, longitude: 151.21 });
-  await openMap(b.page, room);
+  const { a, b } = await twoOnMap(browser, room, paris, { latitude: -33.87, longitude: 151.21 });
 
   await a.page.getByRole("button", { name: "Share my location" }).click();
   const marker = b.page.locator(`.map-people li[data-user="${a.name}"]`);
@@ -234,18 +242,14 @@ test("street tiles come from the server's own archive, with its attribution, off
 });
 
 /** Metres east of a position, as a longitude. */
-function east(at: { latitude: number; longitude: number }, metres: number) {
+function east(at: Position, metres: number) {
   return { latitude: at.latitude, longitude: at.longitude + metres / (111_320 * Math.cos((at.latitude * Math.PI) / 180)) };
 }
 
 test("people 20 m apart: two markers in the street, one cluster of 2 in the city that splits when clicked", async ({ browser }) => {
   const room = unique("street");
   const dam = { latitude: 52.3731, longitude: 4.8926 };
-  const a = await onMap(browser, "jo", room, dam);
-  await createRoom(a.page, room);
-  await openMap(a.page, room);
-  const b = await onMap(browser, "kim", room, east(dam, 20));
-  await openMap(b.page, room);
+  const { a, b } = await twoOnMap(browser, room, dam, east(dam, 20), ["jo", "kim"]);
   await a.page.getByRole("button", { name: "Share my location" }).click();
   await b.page.getByRole("button", { name: "Share my location" }).click();
   await expect(a.page.locator(".map-people li")).toHaveCount(2);

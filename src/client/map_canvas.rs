@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlImageElement};
 
-use crate::components::projection::{clusters, project, scale_bar, View, CLUSTER_PX, MAX_ZOOM};
+use crate::components::projection::{clusters, fanned_out, project, scale_bar, View, CLUSTER_PX, MAX_ZOOM};
 
 /// Closer than this zoom, the built-in outlines (1:110 million) would mislead: the map shows
 /// a neutral background with a grid instead.
@@ -410,36 +410,32 @@ fn draw_people(
     let fan_out = view.zoom >= MAX_ZOOM - 1e-6;
     let mut drawn = Vec::with_capacity(groups.len());
     let mut visible: Vec<(&Dot, (f64, f64))> = Vec::with_capacity(on_screen.len());
-    let mut bubbles: Vec<((f64, f64), usize, bool)> = Vec::new();
+    let mut bubbles: Vec<((f64, f64), f64, usize, bool)> = Vec::new();
     for (members, centre) in &groups {
-        let lonlat = members.iter().map(|&i| (on_screen[i].0.lon, on_screen[i].0.lat)).collect();
+        let place = |i: usize| (on_screen[i].0.lon, on_screen[i].0.lat);
         if members.len() == 1 {
             visible.push(on_screen[members[0]]);
-            drawn.push(Drawn { x: centre.0, y: centre.1, radius: 10.0, members: lonlat });
+            drawn.push(Drawn { x: centre.0, y: centre.1, radius: 10.0, members: vec![place(members[0])] });
         } else if fan_out {
-            let ring = (CLUSTER_PX * members.len() as f64 / std::f64::consts::TAU).max(CLUSTER_PX);
-            for (k, &i) in members.iter().enumerate() {
-                let angle = std::f64::consts::TAU * k as f64 / members.len() as f64;
-                let at = (centre.0 + ring * angle.cos(), centre.1 + ring * angle.sin());
+            for (&i, at) in members.iter().zip(fanned_out(*centre, members.len())) {
                 visible.push((on_screen[i].0, at));
-                drawn.push(Drawn {
-                    x: at.0,
-                    y: at.1,
-                    radius: 10.0,
-                    members: vec![(on_screen[i].0.lon, on_screen[i].0.lat)],
-                });
+                drawn.push(Drawn { x: at.0, y: at.1, radius: 10.0, members: vec![place(i)] });
             }
         } else {
             let mine = members.iter().any(|&i| on_screen[i].0.mine);
             let radius = 12.0 + (members.len() as f64).log10() * 4.0;
-            bubbles.push((*centre, members.len(), mine));
-            drawn.push(Drawn { x: centre.0, y: centre.1, radius, members: lonlat });
+            bubbles.push((*centre, radius, members.len(), mine));
+            drawn.push(Drawn {
+                x: centre.0,
+                y: centre.1,
+                radius,
+                members: members.iter().map(|&i| place(i)).collect(),
+            });
         }
     }
     // Trails left the alpha lowered.
     ctx.set_global_alpha(1.0);
-    for &((x, y), count, mine) in &bubbles {
-        let radius = 12.0 + (count as f64).log10() * 4.0;
+    for &((x, y), radius, count, mine) in &bubbles {
         ctx.begin_path();
         let _ = ctx.arc(x, y, radius, 0.0, std::f64::consts::TAU);
         ctx.set_fill_style_str(COLOUR[0]);

@@ -220,6 +220,23 @@ pub fn clusters(points: &[(f64, f64)], distance: f64) -> Vec<(Vec<usize>, (f64, 
     groups
 }
 
+/// Where the `count` members of a cluster are drawn when zooming in cannot split it (they
+/// stand closer than a pixel apart at the closest zoom): on a ring around its centre, each
+/// at least [`CLUSTER_PX`] from the next, so that none covers another.
+pub fn fanned_out(centre: (f64, f64), count: usize) -> Vec<(f64, f64)> {
+    use std::f64::consts::{PI, TAU};
+    // Neighbours on a ring of radius r are 2 r sin(π / n) apart; a little more than the
+    // overlap distance keeps rounding from putting two back together.
+    let apart = CLUSTER_PX * 1.1;
+    let ring = if count < 2 { 0.0 } else { (apart / (2.0 * (PI / count as f64).sin())).max(CLUSTER_PX) };
+    (0..count)
+        .map(|k| {
+            let angle = TAU * k as f64 / count as f64;
+            (centre.0 + ring * angle.cos(), centre.1 + ring * angle.sin())
+        })
+        .collect()
+}
+
 fn wrap_lon(lon: f64) -> f64 {
     (lon + 180.0).rem_euclid(360.0) - 180.0
 }
@@ -330,6 +347,17 @@ mod tests {
         let found = clusters(&points, CLUSTER_PX);
         assert_eq!(found.iter().map(|g| g.0.len()).collect::<Vec<_>>(), [100, 1]);
         assert!((found[0].1 .0 - 4.5).abs() < 1e-9 && (found[0].1 .1 - 4.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_cluster_that_cannot_split_is_fanned_out_into_markers_that_do_not_overlap() {
+        for count in [2, 3, 7, 40] {
+            let spots = fanned_out((100.0, 200.0), count);
+            assert_eq!(spots.len(), count);
+            assert_eq!(clusters(&spots, CLUSTER_PX).len(), count, "{count} apart");
+            let mean = spots.iter().fold((0.0, 0.0), |(x, y), p| (x + p.0 / count as f64, y + p.1 / count as f64));
+            assert!((mean.0 - 100.0).abs() < 1e-6 && (mean.1 - 200.0).abs() < 1e-6, "around its place");
+        }
     }
 
     #[test]

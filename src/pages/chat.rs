@@ -222,14 +222,14 @@ fn RoomList(current: Memo<String>, summaries: Vec<RoomSummary>) -> impl IntoView
         }
     });
 
-    let drawer = use_context::<RoomsDrawer>();
+    let RoomsDrawer(open) = expect_context::<RoomsDrawer>();
     view! {
-        <div class="rooms-backdrop" on:click=move |_| if let Some(d) = drawer { d.0.set(false) }></div>
+        <div class="rooms-backdrop" on:click=move |_| open.set(false)></div>
         <nav class="rooms" aria-label="Rooms">
             <div class="rooms-top">
                 <h2>"Rooms"</h2>
                 <button class="link rooms-close" aria-label="Close the room list"
-                    on:click=move |_| if let Some(d) = drawer { d.0.set(false) }>"Close"</button>
+                    on:click=move |_| open.set(false)>"Close"</button>
             </div>
             <ul>
                 <For each=move || rooms.get() key=|room| room.name.clone() let(room)>
@@ -291,7 +291,7 @@ struct Typist {
 #[component]
 fn RoomView(page: RoomPage) -> impl IntoView {
     let session = expect_context::<Session>();
-    let drawer = use_context::<RoomsDrawer>();
+    let RoomsDrawer(drawer_open) = expect_context::<RoomsDrawer>();
     let topic = chat_topic(&page.room.name);
     let room_name = page.room.name.clone();
     let placeholder = format!("Message #{room_name} (Enter sends, Shift+Enter for a new line)");
@@ -499,7 +499,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
         <div class="room-view" data-room=room_name.clone()>
             <div class="room-head">
                 <button class="rooms-toggle" aria-label="Rooms" data-testid="rooms-toggle"
-                    on:click=move |_| if let Some(d) = drawer { d.0.set(true) }>"☰ Rooms"</button>
+                    on:click=move |_| drawer_open.set(true)>"☰ Rooms"</button>
                 <h1 class="room-title">{if page.room.private { "🔒 " } else { "# " }} {room_name.clone()}</h1>
                 <p class="online" data-testid="online">
                     <span class="label">"Online: "</span>

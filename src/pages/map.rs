@@ -235,7 +235,7 @@ fn MapView(
     let gesture_moved = StoredValue::new(0.0f64);
     let dragging_me = StoredValue::new(false);
     let drag_sent_at = StoredValue::new(0.0f64);
-    let tile_source = tiles.as_ref().map(|t| (t.url.clone(), u32::from(t.min_zoom), u32::from(t.max_zoom)));
+    let tile_source = tiles.clone();
     // Until someone moves the map, it frames everyone as they first appear.
     let touched = StoredValue::new(false);
     let framed = StoredValue::new(false);
@@ -370,8 +370,10 @@ fn MapView(
                             let view = view_state.get_untracked();
                             let on_tile = move || redraw.update(|n| *n += 1);
                             outlines.with_untracked(|rings| {
-                                let tiles = tile_source.as_ref().map(|(url, min_zoom, max_zoom)| {
-                                    client::map_canvas::TileSource { url, min_zoom: *min_zoom, max_zoom: *max_zoom }
+                                let tiles = tile_source.as_ref().map(|t| client::map_canvas::TileSource {
+                                    url: &t.url,
+                                    min_zoom: t.min_zoom.into(),
+                                    max_zoom: t.max_zoom.into(),
                                 });
                                 let basemap = client::map_canvas::Basemap { outlines: rings, tiles };
                                 client::map_canvas::draw(&el, &view, &basemap, &dots, on_tile)

@@ -117,23 +117,27 @@ pub fn valid_username(name: &str) -> bool {
 /// A new random secret, as 64 hex digits.
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
+    hex(&bytes)
+}
+
+/// Lower-case hex digits of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new guest id: 128 random bits, as 32 hex digits.
 pub fn new_guest_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&rand::random::<[u8; 16]>())
 }
 
 /// Four hex digits that tell a guest apart from others of the same name. Derived by a hash,
 /// so that the label shown to everyone does not give the id (and with it the cookie) away.
 pub fn guest_tag(id: &str) -> String {
-    Sha256::digest(format!("guest-tag:{id}").as_bytes()).iter().take(2).map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(format!("guest-tag:{id}").as_bytes())[..2])
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(secret.as_bytes()))
 }
 
 async fn hash_password(password: String) -> Result<String, AuthError> {
@@ -222,8 +226,8 @@ impl GuestKey {
 
     /// The cookie's value for `id`.
     pub fn sign(&self, id: &str) -> String {
-        let tag: String = self.mac(id).finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{id}.{}", &tag[..GUEST_MAC_HEX])
+        let tag = self.mac(id).finalize().into_bytes();
+        format!("{id}.{}", hex(&tag[..GUEST_MAC_HEX / 2]))
     }
 
     /// The guest id in a cookie's value, if its signature is ours.

@@ -346,20 +346,11 @@ impl Connection {
         }
     }
 
-    /// Whether this connection still wants `event`; moves its topic's offset on.
+    /// Whether this connection still wants `event`; moves its topic's offset on. The topic the
+    /// event revokes is left after it: the event itself is the last one its receiver gets of
+    /// that topic (a `room_left` on the user's topic, a deleted sensor's `sensor_deleted`).
     fn wants(&mut self, event: &Event) -> bool {
-        if let Some(revoked) = &event.revoke {
-            if self.subscriptions.contains_key(&**revoked) {
-                self.hub.unsubscribe(revoked, &self.peer);
-                self.subscriptions.remove(&**revoked);
-                self.leave(revoked);
-                // A topic's last frame (its sensor was deleted): delivered, then nothing more.
-                if *revoked == event.topic {
-                    return true;
-                }
-            }
-        }
-        match self.subscriptions.get_mut(&*event.topic) {
+        let wanted = match self.subscriptions.get_mut(&*event.topic) {
             None => false,
             Some(_) if event.offset == 0 => true,
             Some(last) if event.offset <= *last => false,
@@ -367,7 +358,14 @@ impl Connection {
                 *last = event.offset;
                 true
             }
+        };
+        if let Some(revoked) = &event.revoke {
+            if self.subscriptions.remove(&**revoked).is_some() {
+                self.hub.unsubscribe(revoked, &self.peer);
+                self.leave(revoked);
+            }
         }
+        wanted
     }
 
     /// Write what publishers queued for this task, then let them write to the socket

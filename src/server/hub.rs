@@ -26,7 +26,8 @@ pub struct Event {
     /// The same text as a whole WebSocket frame from the server: the bytes every recipient's
     /// socket is given. (`frame` is a slice of it.)
     pub wire: Bytes,
-    /// A topic each recipient must leave before it gets this frame (access was revoked).
+    /// A topic each recipient leaves with this frame (access was revoked, or the topic is gone):
+    /// nothing of it follows this frame.
     pub revoke: Option<Arc<str>>,
 }
 

@@ -254,11 +254,8 @@ impl Out {
     fn queue_tls_output(&mut self) -> io::Result<()> {
         let Some(tls) = &mut self.tls else { return Ok(()) };
         if tls.wants_write() {
-            let mut sealed = Vec::new();
-            while tls.wants_write() {
-                tls.write_tls(&mut sealed)?;
-            }
-            self.chunks.push_back(Bytes::from(sealed));
+            let sealed = tls_output(tls, Vec::new())?;
+            self.chunks.push_back(sealed);
         }
         Ok(())
     }
@@ -286,14 +283,18 @@ impl fmt::Debug for Shared {
 /// Seal plaintext into TLS records.
 fn seal_slices(tls: &mut rustls::ServerConnection, plain: &[IoSlice<'_>]) -> io::Result<Bytes> {
     let total: usize = plain.iter().map(|s| s.len()).sum();
-    let mut sealed = Vec::with_capacity(total + 64);
     for slice in plain {
         io::Write::write_all(&mut tls.writer(), slice)?;
     }
+    tls_output(tls, Vec::with_capacity(total + 64))
+}
+
+/// Everything rustls has to send, appended to `into`.
+fn tls_output(tls: &mut rustls::ServerConnection, mut into: Vec<u8>) -> io::Result<Bytes> {
     while tls.wants_write() {
-        tls.write_tls(&mut sealed)?;
+        tls.write_tls(&mut into)?;
     }
-    Ok(Bytes::from(sealed))
+    Ok(Bytes::from(into))
 }
 
 /// Reads from the socket without waiting, for rustls.

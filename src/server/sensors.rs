@@ -457,14 +457,12 @@ impl Sensors {
         if !self.store.delete_sensor(id).await? {
             return Err(SensorError::UnknownSensor(format!("#{id}")));
         }
+        // The sensor topic's last frame: every subscription to it ends with it.
         let topic: Arc<str> = Arc::from(sensor_topic(id));
         let watchers = encode(&ServerFrame::SensorDeleted { topic: topic.to_string(), sensor: id });
-        // The topic's last frame: delivered, and it ends the subscription.
-        self.hub.publish(Event::new(topic.clone(), 0, watchers, Some(topic.clone())));
-        let list: Arc<str> = Arc::from(SENSORS_TOPIC);
+        self.hub.publish(Event::new(topic.clone(), 0, watchers, Some(topic)));
         let dashboards = encode(&ServerFrame::SensorDeleted { topic: SENSORS_TOPIC.to_owned(), sensor: id });
-        // Delivered on `sensors`, and ends the receivers' subscriptions to the sensor's topic.
-        self.hub.publish(Event::new(list, 0, dashboards, Some(topic)));
+        self.hub.publish(Event::new(Arc::from(SENSORS_TOPIC), 0, dashboards, None));
         Ok(())
     }
 

@@ -71,7 +71,7 @@ impl Certificate {
     /// The certificate kept in `data_dir`, made first if there is none: valid for `names`
     /// (host names and addresses).
     pub fn self_signed(data_dir: &Path, names: &[String]) -> Result<Certificate, TlsError> {
-        let (cert, key) = (data_dir.join(SELF_SIGNED_CERT), data_dir.join(SELF_SIGNED_KEY));
+        let (cert, key) = self_signed_paths(data_dir);
         if cert.exists() && key.exists() {
             return Certificate::from_pem_files(&cert, &key);
         }
@@ -243,7 +243,7 @@ pub async fn serve_redirect(
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
-/// The data folder's certificate files, for the README and messages.
+/// The self-signed certificate's files (chain, key) in the data folder.
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (data_dir.join(SELF_SIGNED_CERT), data_dir.join(SELF_SIGNED_KEY))
 }
@@ -278,5 +278,19 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "the key is its owner's alone");
         }
         assert!(server_config(first).is_ok());
+    }
+
+    #[test]
+    fn the_configuration_picks_the_operators_files_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = Certificate::self_signed(dir.path(), &["localhost".to_owned()]).unwrap();
+        let (cert, key) = self_signed_paths(dir.path());
+        let mut config = Config::for_tests(String::new());
+        assert!(certificate(&config).unwrap().is_none(), "plain HTTP unless asked");
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key.clone());
+        assert_eq!(certificate(&config).unwrap().unwrap().fingerprint(), made.fingerprint());
+        config.tls_key = Some(dir.path().join("missing.pem"));
+        assert!(matches!(certificate(&config), Err(TlsError::Read { .. })));
     }
 }
