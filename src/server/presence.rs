@@ -48,6 +48,8 @@ impl Presence {
         self.hub.publish(Event::new(topic.clone(), 0, frame, None));
     }
 
+    /// Count a connection of `key` as present in `topic`, shown as `name`. A person's newest
+    /// connection names them: a guest who changed their name is listed under the new one.
     pub fn join(&self, topic: &Arc<str>, key: &str, name: &str) {
         let changed = {
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
@@ -57,7 +59,11 @@ impl Presence {
                 .entry(key.to_owned())
                 .or_insert_with(|| Entry { name: name.to_owned(), connections: 0 });
             entry.connections += 1;
-            entry.connections == 1
+            let renamed = entry.name != name;
+            if renamed {
+                name.clone_into(&mut entry.name);
+            }
+            entry.connections == 1 || renamed
         };
         if changed {
             self.broadcast(topic);
@@ -123,5 +129,25 @@ mod tests {
         presence.join(&topic, "u:2", "bob");
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert_eq!(presence.online("chat:x"), vec!["bob"], "bob came back within the grace period");
+    }
+
+    #[tokio::test]
+    async fn a_guest_who_renames_is_listed_under_the_new_name_at_once() {
+        let hub = Hub::new();
+        let presence = Presence::new(hub.clone(), Duration::from_millis(50));
+        let topic: Arc<str> = Arc::from("chat:x");
+        let (watcher, mut events) = hub.connect(8);
+        hub.subscribe(&topic, &watcher);
+        presence.join(&topic, "g:1", "anonymous (guest 3f2a)");
+        // The browser reconnects under its new name before the old connection has gone.
+        presence.join(&topic, "g:1", "alice (guest 3f2a)");
+        assert_eq!(presence.online("chat:x"), vec!["alice (guest 3f2a)"]);
+        presence.leave(&topic, "g:1");
+        assert_eq!(presence.online("chat:x"), vec!["alice (guest 3f2a)"]);
+        let mut last = None;
+        while let Ok(event) = events.try_recv() {
+            last = Some(String::from_utf8_lossy(&event.frame).into_owned());
+        }
+        assert!(last.is_some_and(|frame| frame.contains("alice (guest 3f2a)")), "the rename was announced");
     }
 }
