@@ -8,10 +8,11 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
-use crate::client;
-use crate::components::connection::{ConnState, ConnectionBadge};
+use crate::accounts::page::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
 use crate::error::AppError;
-use crate::pages::account::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
+use crate::realtime::client;
+use crate::ui::browser;
+use crate::ui::connection::{ConnState, ConnectionBadge};
 
 /// A page whose code the browser fetches when the page is first opened, not with the rest
 /// of the app: each is a WASM module of its own (`make` splits the bundle at these). On a
@@ -37,12 +38,12 @@ macro_rules! lazy_page {
     };
 }
 
-lazy_page!(ChatRoute, crate::pages::chat::ChatPage);
-lazy_page!(MapRoute, crate::pages::map::MapPage);
-lazy_page!(MapBenchRoute, crate::pages::map::MapBenchPage);
-lazy_page!(SensorsRoute, crate::pages::sensors::SensorsPage);
-lazy_page!(ChartBenchRoute, crate::pages::sensors::ChartBenchPage);
-lazy_page!(SettingsRoute, crate::pages::settings::SettingsPage);
+lazy_page!(ChatRoute, crate::chat::page::ChatPage);
+lazy_page!(MapRoute, crate::map::page::MapPage);
+lazy_page!(MapBenchRoute, crate::map::page::MapBenchPage);
+lazy_page!(SensorsRoute, crate::sensors::page::SensorsPage);
+lazy_page!(ChartBenchRoute, crate::sensors::page::ChartBenchPage);
+lazy_page!(SettingsRoute, crate::accounts::settings::SettingsPage);
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
@@ -108,7 +109,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| match session.me.get() {
         Some(Ok(me)) if me.user.is_some() => client::start(None, session.conn),
         Some(Ok(me)) if me.guest_access => {
-            let name = client::stored_name();
+            let name = browser::stored_name();
             session.guest_name.set(name.clone());
             client::start(name, session.conn);
         }
@@ -206,13 +207,13 @@ fn NotificationButton() -> impl IntoView {
     let permission = RwSignal::new("unknown".to_owned());
     Effect::new(move |_| {
         if session.hydrated.get() {
-            permission.set(client::notification_permission());
+            permission.set(browser::notification_permission());
         }
     });
     view! {
         <Show when=move || permission.get() == "default">
             <button class="link" data-testid="enable-notifications" on:click=move |_| {
-                client::request_notifications(move |answer| permission.set(answer));
+                browser::request_notifications(move |answer| permission.set(answer));
             }>"Enable notifications"</button>
         </Show>
     }
@@ -226,13 +227,13 @@ fn GuestName() -> impl IntoView {
     let error = RwSignal::new(None::<&'static str>);
     let editing = RwSignal::new(false);
     let save = move || {
-        let Some(name) = crate::protocol::clean_display_name(&draft.get_untracked()) else {
+        let Some(name) = crate::realtime::protocol::clean_display_name(&draft.get_untracked()) else {
             error.set(Some("A name is 1 to 32 characters."));
             return;
         };
         error.set(None);
         editing.set(false);
-        client::store_name(&name);
+        browser::store_name(&name);
         client::start(Some(name.clone()), session.conn);
         session.guest_name.set(Some(name));
     };

@@ -29,10 +29,10 @@ impl FromServerFnError for AppError {
 }
 
 #[cfg(feature = "ssr")]
-impl From<crate::server::chat::ChatError> for AppError {
-    fn from(error: crate::server::chat::ChatError) -> Self {
-        use crate::server::chat::ChatError;
-        use crate::server::store::StoreError;
+impl From<crate::chat::server::ChatError> for AppError {
+    fn from(error: crate::chat::server::ChatError) -> Self {
+        use crate::chat::server::ChatError;
+        use crate::store::StoreError;
         match error {
             ChatError::UnknownRoom(room) => AppError::NotFound(format!("no room is named {room:?}")),
             ChatError::UnknownUser(_) | ChatError::BadRoomName | ChatError::Forbidden(_) | ChatError::RateLimited => {
@@ -50,9 +50,9 @@ impl From<crate::server::chat::ChatError> for AppError {
 }
 
 #[cfg(feature = "ssr")]
-impl From<crate::server::auth::AuthError> for AppError {
-    fn from(error: crate::server::auth::AuthError) -> Self {
-        use crate::server::auth::AuthError;
+impl From<crate::accounts::auth::AuthError> for AppError {
+    fn from(error: crate::accounts::auth::AuthError) -> Self {
+        use crate::accounts::auth::AuthError;
         match error {
             AuthError::NameTaken(_) => AppError::Conflict(error.to_string()),
             AuthError::Store(_) | AuthError::Hashing => {
@@ -65,17 +65,17 @@ impl From<crate::server::auth::AuthError> for AppError {
 }
 
 #[cfg(feature = "ssr")]
-impl From<crate::server::store::StoreError> for AppError {
-    fn from(error: crate::server::store::StoreError) -> Self {
+impl From<crate::store::StoreError> for AppError {
+    fn from(error: crate::store::StoreError) -> Self {
         tracing::error!(%error, "store operation failed");
         AppError::Server("internal error".into())
     }
 }
 
 #[cfg(feature = "ssr")]
-impl From<crate::server::sensors::SensorError> for AppError {
-    fn from(error: crate::server::sensors::SensorError) -> Self {
-        use crate::server::sensors::SensorError;
+impl From<crate::sensors::server::SensorError> for AppError {
+    fn from(error: crate::sensors::server::SensorError) -> Self {
+        use crate::sensors::server::SensorError;
         match error {
             SensorError::UnknownSensor(_) => AppError::NotFound(error.to_string()),
             SensorError::NameTaken(_) => AppError::Conflict(error.to_string()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{http, server_fn, TestServer};
-use switchboard::server::auth::hash_secret;
+use switchboard::accounts::auth::hash_secret;
 
 const LOBBY: &str = "chat:lobby";
 
@@ -236,7 +236,7 @@ async fn a_revoked_token_stops_working() {
     let created: Value = serde_json::from_str(&created.body).expect("json");
     let secret = created["secret"].as_str().expect("secret").to_owned();
     let id = created["token"]["id"].as_i64().expect("id");
-    assert!(server.state.chat.store().token_user(&hash_secret(&secret)).await.expect("query").is_some());
+    assert!(server.state.store.token_user(&hash_secret(&secret)).await.expect("query").is_some());
 
     assert_eq!(server.upgrade_status(&format!("/ws/chat/?token={secret}"), None).await, 101);
     let mut device = support::Client::connect(&server.url(&format!("/ws/chat/?token={secret}"))).await;

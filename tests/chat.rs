@@ -282,7 +282,7 @@ async fn the_tutorial_endpoint_and_the_lobby_see_each_other() {
     assert_eq!(other_tutorial.next().await, json!({"message": "from the web app"}));
 
     // Messages in other rooms stay there.
-    server.state.chat.create_room("elsewhere", false, None).await.expect("room");
+    server.state.get::<switchboard::chat::server::Chat>().create_room("elsewhere", false, None).await.expect("room");
     web.publish("chat:elsewhere", "w2", "not for the tutorial").await;
     web.publish(LOBBY, "w3", "lobby again").await;
     assert_eq!(tutorial.next().await, json!({"message": "lobby again"}));
@@ -348,7 +348,7 @@ async fn shutdown_closes_sockets_and_keeps_what_was_acknowledged() {
     // Twenty messages were broadcast before the close frame; `until_end` counted them.
     assert_eq!(ended, Ended::Closed(Some(1001)));
 
-    let store = switchboard::server::store::Store::open(&url).await.expect("reopen");
+    let store = switchboard::store::Store::open(&url).await.expect("reopen");
     let lobby = store.room("lobby").await.expect("query").expect("lobby");
     assert_eq!(store.head(lobby.id).await.expect("head"), 20);
 }

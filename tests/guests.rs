@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{http, Client, TestServer, WAIT};
-use switchboard::server::seed;
+use switchboard::tutorial as seed;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const LOBBY: &str = "chat:lobby";

@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::{http, server_fn, Client, HttpResponse, TestServer};
-use switchboard::server::store::now_ms;
+use switchboard::store::now_ms;
 use tokio_tungstenite::tungstenite::Message;
 
 const MINUTE: i64 = 60_000;
@@ -163,7 +163,13 @@ async fn single_and_batch_readings_are_stored_and_exported_as_csv_in_time_order(
     );
     assert_eq!(lines.len(), 7);
     assert!(lines[6].ends_with(",0.5,,,"), "a reading without ts is taken as now: {}", lines[6]);
-    let stored = server.state.sensors.store().raw_readings(id, before - 1000, now_ms() + 1, 10).await.unwrap();
+    let stored = server
+        .state
+        .get::<switchboard::sensors::server::Sensors>()
+        .store()
+        .raw_readings(id, before - 1000, now_ms() + 1, 10)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 1);
     assert!(stored[0].ts >= before && stored[0].ts <= now_ms());
 
@@ -397,9 +403,9 @@ async fn old_readings_are_rolled_up_per_minute_and_stay_in_the_history_and_the_c
     assert_eq!(post(&server, id, Some(&token), &json!([body[5]]).to_string()).await.status, 200);
     assert_eq!(post(&server, id, Some(&token), &json!({"value": 99, "ts": now - 1000}).to_string()).await.status, 200);
 
-    let done = server.state.sensors.compact(now_ms()).await.unwrap();
+    let done = server.state.get::<switchboard::sensors::server::Sensors>().compact(now_ms()).await.unwrap();
     assert_eq!((done.readings, done.minutes), (6, 2));
-    let store = server.state.sensors.store();
+    let store = &server.state.store;
     assert_eq!(
         store.history_counts(id, 0, i64::MAX).await.unwrap(),
         (1, 2),
@@ -413,11 +419,15 @@ async fn old_readings_are_rolled_up_per_minute_and_stay_in_the_history_and_the_c
 
     // A late reading for a rolled-up minute is merged into it at the next compaction.
     assert_eq!(post(&server, id, Some(&token), &json!({"value": 0, "ts": m0 + 1}).to_string()).await.status, 200);
-    let again = server.state.sensors.compact(now_ms()).await.unwrap();
+    let again = server.state.get::<switchboard::sensors::server::Sensors>().compact(now_ms()).await.unwrap();
     assert_eq!((again.readings, again.minutes), (1, 1));
     let lines = csv(&server, id, &alice, "").await;
     assert_eq!(lines[1].split(',').skip(1).collect::<Vec<_>>(), ["2.4", "0", "6", "5"]);
-    assert_eq!(server.state.sensors.compact(now_ms()).await.unwrap().readings, 0, "compacting twice changes nothing");
+    assert_eq!(
+        server.state.get::<switchboard::sensors::server::Sensors>().compact(now_ms()).await.unwrap().readings,
+        0,
+        "compacting twice changes nothing"
+    );
 
     // History over the rolled-up range comes in minute buckets with min, max, average, count.
     let form = format!("id={id}&from_ms={}&to_ms={}&max_points=1000", m0 - MINUTE, now + 1);
@@ -512,7 +522,16 @@ async fn only_the_owner_or_an_admin_changes_deletes_or_rotates_a_sensor() {
     let deleted = server_fn(server.addr, "delete_sensor", &format!("id={id}"), Some(&root)).await;
     assert_eq!(deleted.status, 200, "an admin may delete: {}", deleted.body);
     assert_eq!(post(&server, id, Some(&token), r#"{"value": 1}"#).await.status, 404);
-    assert_eq!(server.state.sensors.store().history_counts(id, 0, i64::MAX).await.unwrap(), (0, 0));
+    assert_eq!(
+        server
+            .state
+            .get::<switchboard::sensors::server::Sensors>()
+            .store()
+            .history_counts(id, 0, i64::MAX)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
 }
 
 #[tokio::test]

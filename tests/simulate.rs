@@ -16,7 +16,7 @@ use support::{server_fn, TestServer};
 use switchboard::server::config::{Center, SimulateArgs};
 use switchboard::server::simulate::models::distance_m;
 use switchboard::server::simulate::{self, Report, SimulateError};
-use switchboard::server::store::now_ms;
+use switchboard::store::now_ms;
 use tokio_tungstenite::tungstenite::Message;
 
 const CENTER: Center = Center { latitude: 48.8566, longitude: 2.3522 };

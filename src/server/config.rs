@@ -25,7 +25,7 @@ pub enum Command {
 }
 
 /// `--checkpoint-ms`'s default: the store's own.
-const CHECKPOINT_MS: u64 = super::store::CHECKPOINT_EVERY.as_millis() as u64;
+const CHECKPOINT_MS: u64 = crate::store::CHECKPOINT_EVERY.as_millis() as u64;
 /// Settings of `switchboard simulate`.
 #[derive(Args, Debug, Clone)]
 pub struct SimulateArgs {
@@ -113,7 +113,7 @@ fn parse_rate(rate: &str) -> Result<f64, String> {
 }
 
 fn parse_room(room: &str) -> Result<String, String> {
-    if crate::protocol::valid_room_name(room) {
+    if crate::chat::protocol::valid_room_name(room) {
         Ok(room.to_owned())
     } else {
         Err("room names are 1 to 32 characters of a-z, 0-9, '-' and '_'".into())
@@ -121,7 +121,7 @@ fn parse_room(room: &str) -> Result<String, String> {
 }
 
 fn parse_username(name: &str) -> Result<String, String> {
-    if super::auth::valid_username(name) {
+    if crate::accounts::auth::valid_username(name) {
         Ok(name.to_owned())
     } else {
         Err("usernames are 3 to 32 characters: letters, digits, '.', '_' and '-'".into())
@@ -322,13 +322,13 @@ impl Config {
     }
 
     /// Who checkpoints the database's write-ahead log.
-    pub fn checkpoints(&self) -> super::store::Checkpoints {
+    pub fn checkpoints(&self) -> crate::store::Checkpoints {
         // Zero: SQLite's own (see `Checkpoints::Background`).
-        super::store::Checkpoints::Background(Duration::from_millis(self.checkpoint_ms))
+        crate::store::Checkpoints::Background(Duration::from_millis(self.checkpoint_ms))
     }
 
-    pub fn chat_limits(&self) -> super::chat::ChatLimits {
-        super::chat::ChatLimits {
+    pub fn chat_limits(&self) -> crate::chat::server::ChatLimits {
+        crate::chat::server::ChatLimits {
             message_rate: self.message_rate,
             message_burst: self.message_burst,
             presence_grace: Duration::from_millis(self.presence_grace_ms),
@@ -336,8 +336,8 @@ impl Config {
         }
     }
 
-    pub fn sensor_limits(&self) -> super::sensors::SensorLimits {
-        super::sensors::SensorLimits {
+    pub fn sensor_limits(&self) -> crate::sensors::server::SensorLimits {
+        crate::sensors::server::SensorLimits {
             batch_max: self.sensor_batch_max.max(1),
             raw_retention: Duration::from_secs(self.sensor_raw_retention_secs),
             body_max_bytes: self.sensor_body_max_bytes.max(1),

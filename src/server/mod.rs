@@ -1,26 +1,18 @@
-//! The server: HTTP routes, WebSocket upgrades, and the life cycle of one process.
+//! The server: the process that serves one node. It opens the store, starts each feature
+//! (`crate::features`), and serves HTTP: pages, server functions, the features' routes and
+//! WebSocket endpoints, with graceful shutdown. Features reach each other's services and
+//! their own through [`AppState::get`].
 
-pub mod api;
-pub mod auth;
-pub mod batch;
-pub mod chat;
 pub mod config;
-pub mod gateway;
-pub mod hub;
-pub mod limit;
-pub mod location;
-pub mod net;
-pub mod presence;
-pub mod seed;
-pub mod sensors;
 pub mod session;
 pub mod simulate;
-pub mod store;
-pub mod tiles;
 pub mod tls;
-pub mod world;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,13 +31,28 @@ use tokio_util::task::TaskTracker;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeader;
 
+use crate::accounts::auth::{self, Auth};
 use crate::app::{shell, App};
-use auth::Auth;
-use chat::Chat;
+use crate::realtime::server::channel::{Channel, Channels, Dialect};
+use crate::realtime::server::gateway::{self, Core};
+use crate::realtime::server::hub::Hub;
+use crate::realtime::server::net;
+use crate::store::{self, Store};
 use config::Config;
-use gateway::Dialect;
-use hub::Hub;
-use store::Store;
+
+/// The services features provide, by type (the chat service, the sensors' writer, ...).
+#[derive(Default)]
+pub struct Services(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl Services {
+    fn provide<T: Send + Sync + 'static>(&mut self, service: Arc<T>) {
+        self.0.insert(TypeId::of::<T>(), Box::new(service));
+    }
+
+    fn get<T: Send + Sync + 'static>(&self) -> Option<&Arc<T>> {
+        self.0.get(&TypeId::of::<T>()).and_then(|service| service.downcast_ref::<Arc<T>>())
+    }
+}
 
 /// What every handler and server function can reach.
 #[derive(Clone)]
@@ -53,16 +60,30 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
-    pub chat: Arc<Chat>,
-    pub auth: Arc<Auth>,
-    pub locations: Arc<location::Locations>,
-    pub sensors: Arc<sensors::Sensors>,
-    /// The street tiles of `--tiles`, if given.
-    pub tiles: Option<Arc<tiles::Archive>>,
+    pub store: Store,
+    /// What the realtime core runs connections with.
+    pub core: Arc<Core>,
+    services: Arc<Services>,
     /// Cancelled when the server begins to shut down; every connection listens to it.
     pub shutdown: CancellationToken,
     /// Counts live connections, so shutdown can wait for their close frames.
     pub connections: TaskTracker,
+}
+
+impl AppState {
+    /// A service a feature provided at start. Every feature is started before the first
+    /// request, so asking for one that none provides is a bug in `crate::features`.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Arc<T> {
+        match self.services.get::<T>() {
+            Some(service) => service.clone(),
+            None => panic!("no feature provides {}", std::any::type_name::<T>()),
+        }
+    }
+
+    /// A service that may be missing (one only some settings start).
+    pub fn try_get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.services.get::<T>().cloned()
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -71,20 +92,70 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// Something to do at shutdown, after the last connection closed (a writer's last batch).
+type Closer = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a feature registers as it starts (see `crate::features`).
+pub struct Setup {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    services: Services,
+    channels: Channels,
+    routes: Router<AppState>,
+    closers: Vec<Closer>,
+}
+
+impl Setup {
+    /// Offer a service to the other features, handlers and server functions.
+    pub fn provide<T: Send + Sync + 'static>(&mut self, service: Arc<T>) {
+        self.services.provide(service);
+    }
+
+    /// A service an earlier feature provided.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Arc<T> {
+        match self.services.get::<T>() {
+            Some(service) => service.clone(),
+            None => panic!("no feature started before this one provides {}", std::any::type_name::<T>()),
+        }
+    }
+
+    /// Plug a channel into the realtime core (`/ws`).
+    pub fn channel(&mut self, channel: impl Channel) {
+        self.channels.add(Arc::new(channel));
+    }
+
+    /// Serve a WebSocket endpoint of its own that speaks `dialect`.
+    pub fn dialect(&mut self, path: &str, dialect: impl Dialect) {
+        let dialect: Arc<dyn Dialect> = Arc::new(dialect);
+        let routes = std::mem::take(&mut self.routes);
+        self.routes = routes.route(path, ws_endpoint(Some(dialect)));
+    }
+
+    /// HTTP routes of the feature's own.
+    pub fn routes(&mut self, routes: Router<AppState>) {
+        let all = std::mem::take(&mut self.routes);
+        self.routes = all.merge(routes);
+    }
+
+    /// Run `closer` at shutdown, once every connection has closed.
+    pub fn on_close(&mut self, closer: impl Future<Output = ()> + Send + 'static) {
+        self.closers.push(Box::pin(closer));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error(transparent)]
-    Chat(#[from] chat::ChatError),
+    #[error("{0}")]
+    Feature(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Tiles(#[from] tiles::TilesError),
     #[error("--http-redirect-addr redirects to HTTPS: give --tls-cert and --tls-key, or --tls-self-signed")]
     RedirectWithoutTls,
 }
@@ -96,17 +167,27 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
     redirect: Option<tokio::net::TcpListener>,
     state: AppState,
+    routes: Router<AppState>,
+    closers: Vec<Closer>,
 }
 
 impl Server {
-    /// Open the store, start the chat and sensor writers, and bind the listener.
+    /// Open the store, start every feature, and bind the listener.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let store = Store::open_with(&config.database_url, config.checkpoints()).await?;
         let hub = Hub::new();
-        let auth = Arc::new(Auth::open(store.clone()).await?);
-        let sensors = sensors::Sensors::start(store.clone(), hub.clone(), config.sensor_limits());
-        let chat = Chat::start(store, hub.clone(), config.chat_limits()).await?;
-        let tiles = tiles::open_configured(config.tiles.as_deref()).await?;
+        let config = Arc::new(config);
+        let mut setup = Setup {
+            config: config.clone(),
+            store: store.clone(),
+            hub: hub.clone(),
+            services: Services::default(),
+            channels: Channels::default(),
+            routes: Router::new(),
+            closers: Vec::new(),
+        };
+        crate::features::start(&mut setup).await?;
+        let Setup { services, channels, routes, closers, .. } = setup;
         let tls = match tls::certificate(&config)? {
             Some(certificate) => {
                 let fingerprint = certificate.fingerprint();
@@ -136,19 +217,27 @@ impl Server {
             .site_pkg_dir("pkg")
             .site_addr(local)
             .build();
+        let shutdown = CancellationToken::new();
+        let core = Arc::new(Core {
+            hub: hub.clone(),
+            channels: Arc::new(channels),
+            queue_frames: config.queue_frames,
+            max_frame_bytes: config.max_frame_bytes,
+            heartbeat: config.heartbeat(),
+            idle_timeout: config.idle_timeout(),
+            shutdown: shutdown.clone(),
+        });
         let state = AppState {
             leptos_options,
-            locations: location::Locations::new(hub.clone(), config.location_rate),
-            config: Arc::new(config),
+            config,
             hub,
-            chat,
-            auth,
-            sensors,
-            tiles,
-            shutdown: CancellationToken::new(),
+            store,
+            core,
+            services: Arc::new(services),
+            shutdown,
             connections: TaskTracker::new(),
         };
-        Ok(Server { listener, tls, redirect, state })
+        Ok(Server { listener, tls, redirect, state, routes, closers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -176,9 +265,9 @@ impl Server {
     /// Serve until `stop` resolves, then shut down gracefully: refuse new connections,
     /// send every socket a close frame, store every message already accepted.
     pub async fn serve(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
-        let Server { listener, tls, redirect, state } = self;
+        let Server { listener, tls, redirect, state, routes, closers } = self;
         let https_port = listener.local_addr()?.port();
-        let app = router(state.clone());
+        let app = router(state.clone(), routes);
         let shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             stop.await;
@@ -213,26 +302,23 @@ impl Server {
         if tokio::time::timeout(Duration::from_secs(5), state.connections.wait()).await.is_err() {
             tracing::warn!("some connections did not close within 5 s");
         }
-        state.chat.close().await;
-        state.sensors.close().await;
-        state.chat.store().close().await;
+        for closer in closers {
+            closer.await;
+        }
+        state.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Every route of the app.
-pub fn router(state: AppState) -> Router {
+/// Every route of the app: the features' own (`features`) and the pages.
+fn router(state: AppState, features: Router<AppState>) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
     Router::new()
-        .route("/ws", ws_endpoint(Dialect::Web))
-        .route("/ws/chat/", ws_endpoint(Dialect::SeedChat))
-        .route("/ws/location/", ws_endpoint(Dialect::SeedLocation))
-        .route("/ws/sensor_data/", ws_endpoint(Dialect::SeedSensor))
+        .route("/ws", ws_endpoint(None))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/tiles/{z}/{x}/{y}", get(tiles::serve_tile))
-        .merge(api::routes())
+        .merge(features)
         .leptos_routes_with_context(&state, routes, move || provide_context(context_state.clone()), {
             let options = state.leptos_options.clone();
             move || shell(options.clone())
@@ -248,14 +334,15 @@ pub fn router(state: AppState) -> Router {
 /// requests and put into this request's, so that it already counts as that guest.
 async fn guest_cookie(State(state): State<AppState>, mut request: axum::extract::Request, next: Next) -> Response {
     let headers = request.headers();
+    let auth = state.get::<Auth>();
     let nobody = state.config.guest_access
         && auth::session_cookie(headers).is_none()
         && !headers.contains_key(header::AUTHORIZATION)
-        && state.auth.guest_id(headers).is_none();
+        && auth.guest_id(headers).is_none();
     if !nobody {
         return next.run(request).await;
     }
-    let value = state.auth.guest_key().sign(&auth::new_guest_id());
+    let value = auth.guest_key().sign(&auth::new_guest_id());
     let secure = auth::is_https(request.headers());
     if let Ok(cookie) = header::HeaderValue::from_str(&format!("{}={value}", auth::GUEST_COOKIE)) {
         request.headers_mut().append(header::COOKIE, cookie);
@@ -308,19 +395,19 @@ async fn upgrade(
     client: net::Client,
     headers: &HeaderMap,
     state: AppState,
-    dialect: Dialect,
+    dialect: Option<Arc<dyn Dialect>>,
     query: WsQuery,
 ) -> Response {
     if !origin_allowed(headers, &state.config) {
         return (StatusCode::FORBIDDEN, "WebSocket upgrade from a foreign origin").into_response();
     }
     if let Some(name) = &query.name {
-        if crate::protocol::clean_display_name(name).is_none() {
+        if crate::realtime::protocol::clean_display_name(name).is_none() {
             return (StatusCode::BAD_REQUEST, "a name is 1 to 32 characters").into_response();
         }
     }
-    let who =
-        state.auth.identify(headers, query.token.as_deref(), query.name.as_deref(), state.config.guest_access).await;
+    let auth = state.get::<Auth>();
+    let who = auth.identify(headers, query.token.as_deref(), query.name.as_deref(), state.config.guest_access).await;
     let Some(who) = who else {
         return (StatusCode::UNAUTHORIZED, "sign in, or pass an API token as ?token=").into_response();
     };
@@ -337,7 +424,7 @@ async fn upgrade(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| async move {
-            gateway::run(socket, state, dialect, who, client.socket).await;
+            gateway::run(socket, &state.core, dialect, who, client.socket).await;
             drop(guard);
         })
 }
@@ -348,15 +435,15 @@ async fn upgrade(
 /// is read in several calls.
 const READ_BUFFER_BYTES: usize = 1024;
 
-/// The upgrade handler of an endpoint that speaks `dialect`.
-fn ws_endpoint(dialect: Dialect) -> axum::routing::MethodRouter<AppState> {
+/// The upgrade handler of an endpoint that speaks `dialect` (`None`: the web protocol).
+fn ws_endpoint(dialect: Option<Arc<dyn Dialect>>) -> axum::routing::MethodRouter<AppState> {
     get(
         move |ws: WebSocketUpgrade,
               ConnectInfo(client): ConnectInfo<net::Client>,
               State(state): State<AppState>,
               headers: HeaderMap,
               Query(query): Query<WsQuery>| async move {
-            upgrade(ws, client, &headers, state, dialect, query).await
+            upgrade(ws, client, &headers, state, dialect.clone(), query).await
         },
     )
 }

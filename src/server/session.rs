@@ -4,13 +4,18 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use leptos::prelude::*;
 
-use super::auth::{is_https, session_cookie, session_set_cookie, Identity};
-use super::store::User;
 use super::AppState;
+use crate::accounts::auth::{is_https, session_cookie, session_set_cookie, Auth, Identity};
+use crate::accounts::store::User;
 use crate::error::AppError;
 
 pub fn state() -> Result<AppState, AppError> {
     use_context::<AppState>().ok_or_else(|| AppError::Server("no server state".into()))
+}
+
+/// A feature's service (see [`AppState::get`]).
+pub fn service<T: Send + Sync + 'static>() -> Result<std::sync::Arc<T>, AppError> {
+    Ok(state()?.get::<T>())
 }
 
 fn parts() -> Result<Parts, AppError> {
@@ -21,7 +26,7 @@ fn parts() -> Result<Parts, AppError> {
 pub async fn identity() -> Result<Option<Identity>, AppError> {
     let state = state()?;
     let parts = parts()?;
-    Ok(state.auth.identify(&parts.headers, None, None, state.config.guest_access).await)
+    Ok(state.get::<Auth>().identify(&parts.headers, None, None, state.config.guest_access).await)
 }
 
 /// The identity, or an error asking to sign in.
@@ -51,7 +56,11 @@ pub fn is_plain_form() -> bool {
 }
 
 pub fn client_ip() -> Option<std::net::IpAddr> {
-    parts().ok()?.extensions.get::<axum::extract::ConnectInfo<super::net::Client>>().map(|info| info.0.addr.ip())
+    parts()
+        .ok()?
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::realtime::server::net::Client>>()
+        .map(|info| info.0.addr.ip())
 }
 
 /// Set (or with `None`, clear) the session cookie on the response.

@@ -28,11 +28,15 @@ use tokio_util::sync::CancellationToken;
 use self::api::{Api, Credential};
 use self::models::{sensor_spec, SensorModel, Walker};
 use super::config::SimulateArgs;
+use crate::accounts::page::Me;
+use crate::accounts::settings::NewToken;
+use crate::chat::protocol::LOBBY;
 use crate::error::AppError;
-use crate::pages::account::Me;
-use crate::pages::sensors::{CreatedSensor, SensorSummary};
-use crate::pages::settings::NewToken;
-use crate::protocol::{location_topic, ClientFrame, NewReading, SensorInfo, ServerFrame, LOBBY};
+use crate::map::protocol::location_topic;
+use crate::map::protocol::MapRequest;
+use crate::realtime::protocol::ServerFrame;
+use crate::sensors::page::{CreatedSensor, SensorSummary};
+use crate::sensors::protocol::{NewReading, SensorInfo};
 use crate::server::store::now_ms;
 
 /// How often accumulated readings are sent.
@@ -374,7 +378,7 @@ async fn ensure_account(
         (Some(given), _) => given.to_owned(),
         (None, Some(saved)) => saved.password.clone(),
         (None, None) => {
-            let generated = super::auth::new_secret()[..24].to_owned();
+            let generated = crate::accounts::auth::new_secret()[..24].to_owned();
             // Saved before signing up, so that a failure right after cannot lose it.
             state.remember(username, SavedAccount { password: generated.clone(), token: None })?;
             generated
@@ -616,7 +620,7 @@ impl Walk {
                     let (latitude, longitude) = walker.step((now - last).as_secs_f64(), rng);
                     last = now;
                     *sent += 1;
-                    let frame = ClientFrame::Locate {
+                    let frame = MapRequest::Locate {
                         id: format!("{}-{sent}", self.name),
                         topic: self.topic.clone(),
                         latitude,

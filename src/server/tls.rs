@@ -78,7 +78,7 @@ impl Certificate {
         let mut params = rcgen::CertificateParams::new(names.to_vec())?;
         params.distinguished_name.push(rcgen::DnType::CommonName, "Switchboard (self-signed)");
         params.distinguished_name.push(rcgen::DnType::OrganizationName, "Switchboard");
-        let year = 1970 + (super::store::now_ms() / 1000 / 31_556_952) as i32;
+        let year = 1970 + (crate::store::now_ms() / 1000 / 31_556_952) as i32;
         params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
         params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
         let pair = rcgen::KeyPair::generate()?;

@@ -17,13 +17,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use switchboard::pages::sensors::{CreatedSensor, SensorSeries};
-use switchboard::pages::settings::NewToken;
-use switchboard::protocol::NewReading;
-use switchboard::server::auth::new_secret;
+use switchboard::accounts::auth::new_secret;
+use switchboard::accounts::settings::NewToken;
+use switchboard::sensors::page::{CreatedSensor, SensorSeries};
+use switchboard::sensors::protocol::NewReading;
 use switchboard::server::simulate::api::{Api, Credential};
 use switchboard::server::simulate::SimulateError;
-use switchboard::server::store::now_ms;
+use switchboard::store::now_ms;
 
 use crate::args::{BenchIngestArgs, Scenario};
 
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn a_batch_body_is_the_readings_the_api_takes() {
         let body = batch_body(3, 1_764_000_000_000);
-        let readings = switchboard::server::sensors::parse_body(&body).unwrap();
+        let readings = switchboard::sensors::server::parse_body(&body).unwrap();
         assert_eq!(readings.len(), 3);
         assert_eq!(readings[2], NewReading { value: 20.2, ts: Some(1_764_000_000_002) });
     }

@@ -14,9 +14,9 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use super::SimulateError;
+use crate::accounts::auth::SESSION_COOKIE;
 use crate::error::AppError;
-use crate::protocol::NewReading;
-use crate::server::auth::SESSION_COOKIE;
+use crate::sensors::protocol::NewReading;
 
 /// Longer than a sign-up takes (password hashing) on a busy two-core machine.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,192 @@
+//! Chat's side of the socket: joining a room (a durable topic, replayed by the core from the
+//! room's log), `rooms` and `activity`; and its requests: `publish`, `history`, `typing`,
+//! `read`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::protocol::{check_text, ChatFrame, ChatRequest, ChatTopic, HISTORY_MAX, HISTORY_PAGE};
+use super::server::Chat;
+use super::store::Room;
+use crate::realtime::protocol::{ErrorCode, Request, ServerFrame};
+use crate::realtime::server::channel::{Channel, Flow, Join};
+use crate::realtime::server::encode;
+use crate::realtime::server::gateway::{Conn, History};
+use crate::realtime::server::hub::Event;
+use crate::store::{Store, StoreError};
+
+/// Typing notices per connection at most this often; extra ones are dropped.
+const TYPING_EVERY: Duration = Duration::from_millis(1000);
+
+pub struct ChatChannel {
+    pub chat: Arc<Chat>,
+}
+
+/// When this connection last said it was typing.
+#[derive(Default)]
+struct LastTyping(Option<Instant>);
+
+/// A room's log, as the core replays it.
+struct RoomLog<'a> {
+    store: &'a Store,
+    room_id: i64,
+    topic: &'a str,
+}
+
+#[async_trait]
+impl History for RoomLog<'_> {
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.store.head(self.room_id).await
+    }
+
+    async fn after(&self, offset: u64, limit: u32) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let messages = self.store.messages_after(self.room_id, offset, limit).await?;
+        Ok(messages
+            .into_iter()
+            .map(|message| (message.offset, encode(&ChatFrame::Message { topic: self.topic.to_owned(), message })))
+            .collect())
+    }
+}
+
+impl ChatChannel {
+    /// The room a `chat:<room>` topic names, if this connection may use it; else an error
+    /// frame sent and `None`. A private room is unknown to non-members.
+    async fn room(
+        &self,
+        conn: &mut Conn,
+        id: &str,
+        topic: &str,
+    ) -> Result<Option<Room>, crate::realtime::server::channel::Closed> {
+        let id = Some(id.to_owned());
+        match ChatTopic::parse(topic) {
+            Some(ChatTopic::Room(room)) => match self.chat.room_for(&room, conn.who()) {
+                Ok(room) => Ok(Some(room)),
+                Err(_) => {
+                    conn.error(id, ErrorCode::UnknownRoom, &format!("no room is named {room:?}")).await?;
+                    Ok(None)
+                }
+            },
+            _ => {
+                let message = format!("{topic:?} is not a chat topic (chat:<room>)");
+                conn.error(id, ErrorCode::UnknownTopic, &message).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Start a publish; its ack or error is written when the store answers.
+    fn publish(&self, conn: &mut Conn, room: String, id: String, topic: String, text: String) {
+        let chat = self.chat.clone();
+        let author = conn.who().display_name();
+        conn.defer(async move {
+            let frame = match chat.append(&room, id.clone(), author, text).await {
+                Ok(stored) => ServerFrame::Ack { id, topic, offset: stored.offset, duplicate: stored.duplicate },
+                Err(error) => {
+                    tracing::warn!(%error, "publish failed");
+                    let message = "the message could not be stored; retry".into();
+                    ServerFrame::Error { id: Some(id), code: ErrorCode::Internal, message }
+                }
+            };
+            Some(serde_json::to_string(&frame).unwrap_or_default())
+        });
+    }
+}
+
+#[async_trait]
+impl Channel for ChatChannel {
+    fn topics(&self) -> &'static [&'static str] {
+        &["chat:", "rooms", "activity"]
+    }
+
+    fn spelling(&self) -> &'static [&'static str] {
+        &["chat:<room>", "rooms", "activity"]
+    }
+
+    fn requests(&self) -> &'static [&'static str] {
+        &ChatRequest::TYPES
+    }
+
+    async fn join(&self, conn: &mut Conn, join: Join) -> Flow {
+        let Join { id, topic, resume, present } = join;
+        match ChatTopic::parse(&topic) {
+            Some(ChatTopic::Rooms | ChatTopic::Activity) => {
+                conn.subscribe(&topic);
+                conn.send(&ServerFrame::Subscribed { id, topic, epoch: String::new(), head: 0 }).await
+            }
+            Some(ChatTopic::Room(_)) => {
+                let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
+                let store = self.chat.store().clone();
+                let log = RoomLog { store: &store, room_id: room.id, topic: &topic };
+                let joined = conn.join_durable(id, topic.clone(), resume, room.epoch, &log).await?;
+                let Some(name) = joined else { return Ok(()) };
+                if present {
+                    conn.be_present(&name, &self.chat.presence);
+                }
+                let presence = self.chat.presence.frame(&name);
+                conn.send(&presence).await
+            }
+            None => {
+                let message = format!("{topic:?} is not a chat topic (chat:<room>, rooms, activity)");
+                conn.error(Some(id), ErrorCode::UnknownTopic, &message).await
+            }
+        }
+    }
+
+    async fn request(&self, conn: &mut Conn, request: Request) -> Flow {
+        let request = match request.read::<ChatRequest>() {
+            Ok(request) => request,
+            Err(rejection) => return conn.reject(rejection).await,
+        };
+        match request {
+            ChatRequest::Publish { id, topic, text } => {
+                let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
+                if let Err((code, message)) = check_text(&text) {
+                    return conn.error(Some(id), code, &message).await;
+                }
+                if let Err(error) = self.chat.check_rate(conn.who()) {
+                    return conn.error(Some(id), ErrorCode::RateLimited, &error.to_string()).await;
+                }
+                self.publish(conn, room.name, id, topic, text);
+                Ok(())
+            }
+            ChatRequest::History { id, topic, before, limit } => {
+                let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
+                let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_MAX);
+                match self.chat.store().messages_before(room.id, before, limit).await {
+                    Ok((messages, more)) => {
+                        conn.send(&ChatFrame::History { id, topic, epoch: room.epoch, messages, more }).await
+                    }
+                    Err(error) => conn.internal_error(Some(id), &error).await,
+                }
+            }
+            ChatRequest::Typing { id, topic } => {
+                let Some(name) = conn.subscribed(&topic) else {
+                    let message = "subscribe to a room before typing in it";
+                    return conn.error(Some(id), ErrorCode::NotSubscribed, message).await;
+                };
+                let now = Instant::now();
+                let last = conn.local::<LastTyping>();
+                if last.0.is_some_and(|at| now.duration_since(at) < TYPING_EVERY) {
+                    return Ok(());
+                }
+                last.0 = Some(now);
+                let frame = encode(&ChatFrame::Typing { topic, user: conn.who().display_name() });
+                conn.hub().publish(Event::new(name, 0, frame, None));
+                Ok(())
+            }
+            ChatRequest::Read { id, topic, offset } => {
+                let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
+                if let Some(user) = conn.who().user() {
+                    if let Err(error) = self.chat.store().mark_read(user.id, room.id, offset).await {
+                        return conn.internal_error(Some(id), &error).await;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

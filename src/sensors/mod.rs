@@ -1,0 +1,39 @@
+//! Sensors: devices post readings (HTTP, the web protocol, the tutorial's endpoint), which
+//! are stored in batches, rolled up by the minute, charted live, and exported.
+
+pub mod chart;
+pub mod page;
+pub mod protocol;
+
+#[cfg(feature = "hydrate")]
+pub mod chart_canvas;
+
+#[cfg(feature = "ssr")]
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod channel;
+#[cfg(feature = "ssr")]
+pub mod server;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+#[cfg(feature = "ssr")]
+pub use start::start;
+
+#[cfg(feature = "ssr")]
+mod start {
+    use super::channel::SensorChannel;
+    use super::server::Sensors;
+    use crate::server::{ServeError, Setup};
+
+    /// Start the writer and the compaction, serve the HTTP API, and plug into the core.
+    pub async fn start(setup: &mut Setup) -> Result<(), ServeError> {
+        let sensors = Sensors::start(setup.store.clone(), setup.hub.clone(), setup.config.sensor_limits());
+        setup.channel(SensorChannel { sensors: sensors.clone() });
+        setup.routes(super::api::routes());
+        let closing = sensors.clone();
+        setup.on_close(async move { closing.close().await });
+        setup.provide(sensors);
+        Ok(())
+    }
+}
