@@ -20,11 +20,19 @@ mod start {
     use crate::server::{ServeError, Setup};
 
     use super::channel::ChatChannel;
-    use super::server::Chat;
+    use std::time::Duration;
+
+    use super::server::{Chat, ChatLimits};
 
     /// Load the rooms, start the room's log writer, and plug chat into the core.
     pub async fn start(setup: &mut Setup) -> Result<(), ServeError> {
-        let limits = setup.config.chat_limits();
+        let config = &setup.config;
+        let limits = ChatLimits {
+            message_rate: config.message_rate,
+            message_burst: config.message_burst,
+            presence_grace: Duration::from_millis(config.presence_grace_ms),
+            commit_window: Duration::from_millis(config.commit_window_ms),
+        };
         let chat = Chat::start(setup.store.clone(), setup.hub.clone(), limits)
             .await
             .map_err(|error| ServeError::Feature(error.to_string()))?;

@@ -9,7 +9,7 @@ use super::protocol::{location_topic, map_room_of, MapFrame, MapRequest};
 use super::server::{validate, Locations};
 use crate::chat::server::Chat;
 use crate::chat::store::Room;
-use crate::realtime::protocol::{ErrorCode, Request, ServerFrame};
+use crate::realtime::protocol::{ErrorCode, Request};
 use crate::realtime::server::channel::{Channel, Closed, Flow, Join};
 use crate::realtime::server::gateway::Conn;
 
@@ -85,10 +85,13 @@ impl Channel for MapChannel {
     async fn join(&self, conn: &mut Conn, join: Join) -> Flow {
         let Join { id, topic, .. } = join;
         let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
-        conn.subscribe(&topic);
-        conn.send(&ServerFrame::Subscribed { id, topic: topic.clone(), epoch: room.epoch, head: 0 }).await?;
-        let positions = self.locations.snapshot(&topic);
-        conn.send(&MapFrame::Locations { topic, positions }).await
+        let locations = self.locations.clone();
+        let snapshot = topic.clone();
+        let latest = async move {
+            let positions = locations.snapshot(&snapshot);
+            Ok::<_, std::convert::Infallible>(Some(MapFrame::Locations { topic: snapshot, positions }))
+        };
+        conn.join_latest(id, topic, room.epoch, latest).await
     }
 
     async fn request(&self, conn: &mut Conn, request: Request) -> Flow {

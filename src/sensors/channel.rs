@@ -119,16 +119,15 @@ impl Channel for SensorChannel {
                 if sensor(conn, &self.sensors, Some(&id), sensor_id).await?.is_none() {
                     return Ok(());
                 }
-                // Subscribe before reading the latest: anything stored after this arrives live.
-                conn.subscribe(&topic);
-                let frame =
-                    ServerFrame::Subscribed { id: id.clone(), topic: topic.clone(), epoch: String::new(), head: 0 };
-                conn.send(&frame).await?;
-                match self.sensors.latest(sensor_id).await {
-                    Ok(Some(latest)) => conn.send(&SensorFrame::Readings { topic, readings: vec![latest] }).await,
-                    Ok(None) => Ok(()),
-                    Err(error) => conn.internal_error(Some(id), &error).await,
-                }
+                let sensors = self.sensors.clone();
+                let frame_topic = topic.clone();
+                let latest = async move {
+                    let latest = sensors.latest(sensor_id).await?;
+                    let frame =
+                        latest.map(|reading| SensorFrame::Readings { topic: frame_topic, readings: vec![reading] });
+                    Ok::<_, SensorError>(frame)
+                };
+                conn.join_latest(id, topic, String::new(), latest).await
             }
             None => {
                 let message = format!("{topic:?} is not a sensor topic (sensor:<id>, sensors)");

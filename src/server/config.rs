@@ -327,25 +327,6 @@ impl Config {
         crate::store::Checkpoints::Background(Duration::from_millis(self.checkpoint_ms))
     }
 
-    pub fn chat_limits(&self) -> crate::chat::server::ChatLimits {
-        crate::chat::server::ChatLimits {
-            message_rate: self.message_rate,
-            message_burst: self.message_burst,
-            presence_grace: Duration::from_millis(self.presence_grace_ms),
-            commit_window: Duration::from_millis(self.commit_window_ms),
-        }
-    }
-
-    pub fn sensor_limits(&self) -> crate::sensors::server::SensorLimits {
-        crate::sensors::server::SensorLimits {
-            batch_max: self.sensor_batch_max.max(1),
-            raw_retention: Duration::from_secs(self.sensor_raw_retention_secs),
-            body_max_bytes: self.sensor_body_max_bytes.max(1),
-            request_rate: self.sensor_request_rate,
-            request_burst: self.sensor_request_burst,
-        }
-    }
-
     /// A configuration for tests: a fresh database, an ephemeral port, guests allowed,
     /// and rate limits out of the way (tests that need them set them).
     pub fn for_tests(database_url: String) -> Config {

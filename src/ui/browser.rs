@@ -2,7 +2,7 @@
 //! guest chose. During the server render they do nothing (or answer as a fresh browser would).
 
 #[cfg(feature = "hydrate")]
-mod browser {
+mod live {
     use leptos::prelude::*;
     use wasm_bindgen::prelude::*;
     use wasm_bindgen::JsCast;
@@ -79,7 +79,7 @@ mod browser {
     }
 }
 #[cfg(feature = "hydrate")]
-pub use browser::*;
+pub use live::*;
 
 #[cfg(not(feature = "hydrate"))]
 mod inert {

@@ -456,6 +456,20 @@ pub fn subscribe<F: FeatureFrame>(
     present: bool,
     handler: impl Fn(Notice<'_, F>) + 'static,
 ) -> u64 {
+    // Made a trait object at once: what follows exists once per feature's frame type, not
+    // once per handler (the bundle carries every copy).
+    subscribe_with::<F>(topic, resume, present, Rc::new(handler))
+}
+
+/// A subscription's handler, as a feature gives it.
+type FeatureHandler<F> = Rc<dyn Fn(Notice<'_, F>)>;
+
+fn subscribe_with<F: FeatureFrame>(
+    topic: &str,
+    resume: Option<Resume>,
+    present: bool,
+    handler: FeatureHandler<F>,
+) -> u64 {
     let live = live_or_init();
     let handle = live.next_handle.get();
     live.next_handle.set(handle + 1);

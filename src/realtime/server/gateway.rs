@@ -486,15 +486,37 @@ impl Conn {
 
     /// What a channel keeps for this connection, made on first use.
     pub fn local<T: Default + Send + 'static>(&mut self) -> &mut T {
-        let index = match self.locals.iter().position(|l| l.is::<T>()) {
-            Some(index) => index,
-            None => {
-                self.locals.push(Box::new(T::default()));
-                self.locals.len() - 1
-            }
-        };
-        // The box at `index` holds a `T`: it was found or made so just above.
-        self.locals[index].downcast_mut::<T>().expect("a local of its own type")
+        if !self.locals.iter().any(|local| local.is::<T>()) {
+            self.locals.push(Box::new(T::default()));
+        }
+        match self.locals.iter_mut().find_map(|local| local.downcast_mut::<T>()) {
+            Some(local) => local,
+            // One was found or made just above.
+            None => unreachable!("a connection's local of every type it was asked for"),
+        }
+    }
+
+    /// Subscribe to a latest-value topic: `subscribed`, then the topic's latest state, then its
+    /// changes. `latest` is read after subscribing, so a change made after it arrives as an
+    /// event, and events wait until this answer is written; `None`: no state yet.
+    pub async fn join_latest<T, E>(
+        &mut self,
+        id: String,
+        topic: String,
+        epoch: String,
+        latest: impl Future<Output = Result<Option<T>, E>>,
+    ) -> Flow
+    where
+        T: Serialize,
+        E: std::fmt::Display + Sync,
+    {
+        self.subscribe(&topic);
+        self.send(&ServerFrame::Subscribed { id: id.clone(), topic, epoch, head: 0 }).await?;
+        match latest.await {
+            Ok(Some(state)) => self.send(&state).await,
+            Ok(None) => Ok(()),
+            Err(error) => self.internal_error(Some(id), &error).await,
+        }
     }
 
     /// Subscribe to a durable topic: `subscribed` with its epoch and head, then every event
