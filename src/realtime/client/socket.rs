@@ -368,15 +368,12 @@ fn resume_all(live: &Rc<Live>) {
 fn receive(live: &Rc<Live>, text: &str) {
     let envelope = match Envelope::read(text) {
         Ok(envelope) => envelope,
-        Err(error) => {
-            leptos::logging::warn!("unreadable frame: {error}");
-            return;
-        }
+        Err(error) => return unreadable(&error),
     };
     if envelope.is_core() {
         match ServerFrame::from_json(text) {
             Ok(frame) => dispatch(live, frame),
-            Err(error) => leptos::logging::warn!("unreadable frame: {error}"),
+            Err(error) => unreadable(&error),
         }
         return;
     }
@@ -461,6 +458,13 @@ pub fn subscribe<F: FeatureFrame>(
     subscribe_with::<F>(topic, resume, present, Rc::new(handler))
 }
 
+/// Log a frame that could not be read. Not inlined: its formatting code would otherwise be
+/// copied into every feature's module.
+#[inline(never)]
+fn unreadable(error: &serde_json::Error) {
+    leptos::logging::warn!("unreadable frame: {error}");
+}
+
 /// A subscription's handler, as a feature gives it.
 type FeatureHandler<F> = Rc<dyn Fn(Notice<'_, F>)>;
 
@@ -477,7 +481,7 @@ fn subscribe_with<F: FeatureFrame>(
         Delivery::Core(frame) => handler(Notice::Core(frame)),
         Delivery::Text(text) => match F::from_json(text) {
             Ok(frame) => handler(Notice::Event(&frame)),
-            Err(error) => leptos::logging::warn!("unreadable frame: {error}"),
+            Err(error) => unreadable(&error),
         },
     });
     live.subscriptions
