@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
+use leptos_router::{path, Lazy, SsrMode};
 
 use crate::accounts::page::{current_user, Me, SignInPage, SignOutButton, SignUpPage};
 use crate::error::AppError;
@@ -17,19 +17,21 @@ use crate::ui::connection::{ConnState, ConnectionBadge};
 /// A page whose code the browser fetches when the page is first opened, not with the rest
 /// of the app: each is a WASM module of its own (`make` splits the bundle at these). On a
 /// page's first load the server's HTML links its module for preloading, and hydration
-/// waits for it. The page components are named only in here, so that nothing else in the
-/// main module keeps their code there.
+/// waits for it. Each feature declares its pages' routes beside them
+/// (`lazy_page!(ChatRoute, ChatPage);` in `chat/page.rs`), and the router below names only the
+/// route, so that nothing in the main module keeps a page's code there.
 macro_rules! lazy_page {
     ($route:ident, $page:path) => {
-        struct $route;
+        pub struct $route;
 
-        #[lazy_route]
-        impl LazyRoute for $route {
+        #[::leptos_router::lazy_route]
+        impl ::leptos_router::LazyRoute for $route {
             fn data() -> Self {
                 $route
             }
 
-            fn view(this: Self) -> AnyView {
+            fn view(this: Self) -> ::leptos::prelude::AnyView {
+                use ::leptos::prelude::IntoAny as _;
                 // Taken apart (a unit struct): `#[lazy]` does not accept `_` as a parameter.
                 let $route = this;
                 $page().into_any()
@@ -37,13 +39,12 @@ macro_rules! lazy_page {
         }
     };
 }
+pub(crate) use lazy_page;
 
-lazy_page!(ChatRoute, crate::chat::page::ChatPage);
-lazy_page!(MapRoute, crate::map::page::MapPage);
-lazy_page!(MapBenchRoute, crate::map::page::MapBenchPage);
-lazy_page!(SensorsRoute, crate::sensors::page::SensorsPage);
-lazy_page!(ChartBenchRoute, crate::sensors::page::ChartBenchPage);
-lazy_page!(SettingsRoute, crate::accounts::settings::SettingsPage);
+use crate::accounts::settings::SettingsRoute;
+use crate::chat::page::ChatRoute;
+use crate::map::page::{MapBenchRoute, MapRoute};
+use crate::sensors::page::{ChartBenchRoute, SensorsRoute};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {

@@ -58,6 +58,8 @@ pub async fn revoke_token(id: i64) -> Result<(), AppError> {
     Ok(())
 }
 
+crate::app::lazy_page!(SettingsRoute, SettingsPage);
+
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let create = ServerAction::<CreateToken>::new();

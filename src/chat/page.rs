@@ -116,6 +116,8 @@ pub async fn remove_member(room: String, username: String) -> Result<(), AppErro
 #[derive(Clone, Copy)]
 struct RoomsDrawer(RwSignal<bool>);
 
+crate::app::lazy_page!(ChatRoute, ChatPage);
+
 #[component]
 pub fn ChatPage() -> impl IntoView {
     let session = expect_context::<Session>();

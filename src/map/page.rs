@@ -88,6 +88,9 @@ pub async fn world_outlines() -> Result<Vec<Vec<[f32; 2]>>, AppError> {
     Ok(rings.to_vec())
 }
 
+crate::app::lazy_page!(MapRoute, MapPage);
+crate::app::lazy_page!(MapBenchRoute, MapBenchPage);
+
 /// `/bench/map?n=1000`: the map with `n` simulated people moving once a second, no server
 /// involved, and frame timings in `window.__map_bench` (see `make bench-map`).
 #[component]

@@ -317,6 +317,9 @@ fn now_ms() -> i64 {
     crate::ui::time::now_ms() as i64
 }
 
+crate::app::lazy_page!(SensorsRoute, SensorsPage);
+crate::app::lazy_page!(ChartBenchRoute, ChartBenchPage);
+
 /// `/sensors`: pick sensors, watch them live, register new ones.
 #[component]
 pub fn SensorsPage() -> impl IntoView {
