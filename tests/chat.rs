@@ -350,5 +350,5 @@ async fn shutdown_closes_sockets_and_keeps_what_was_acknowledged() {
 
     let store = switchboard::store::Store::open(&url).await.expect("reopen");
     let lobby = store.room("lobby").await.expect("query").expect("lobby");
-    assert_eq!(store.head(lobby.id).await.expect("head"), 20);
+    assert_eq!(store.head(&lobby.name).await.expect("head"), 20);
 }

@@ -69,7 +69,7 @@ impl Store {
         // A newcomer has read everything said before they came: only what follows is unread.
         sqlx::query(
             "INSERT INTO room_reads (user_id, room_id, last_read)
-             SELECT ?, r.id, COALESCE((SELECT MAX(seq) FROM messages m WHERE m.room_id = r.id), 0) FROM rooms r",
+             SELECT ?, r.id, COALESCE((SELECT MAX(seq) FROM events e WHERE e.topic = 'chat:' || r.name), 0) FROM rooms r",
         )
         .bind(id)
         .execute(&mut *tx)
@@ -178,82 +178,5 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(row_to_user).transpose()?)
-    }
-
-    /// Every (room, member) pair of private rooms.
-    pub async fn memberships(&self) -> Result<Vec<(i64, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT room_id, user_id FROM room_members").fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ok((r.try_get("room_id")?, r.try_get("user_id")?)))
-            .collect::<Result<_, sqlx::Error>>()?)
-    }
-
-    pub async fn add_member(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO room_members (room_id, user_id, added_at) VALUES (?, ?, ?)")
-            .bind(room_id)
-            .bind(user_id)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn remove_member(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM room_members WHERE room_id = ? AND user_id = ?")
-            .bind(room_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Usernames of a private room's members.
-    pub async fn member_names(&self, room_id: i64) -> Result<Vec<String>, StoreError> {
-        let names = sqlx::query_scalar(
-            "SELECT u.username FROM room_members m JOIN users u ON u.id = m.user_id WHERE m.room_id = ?
-             ORDER BY u.username",
-        )
-        .bind(room_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(names)
-    }
-
-    /// Move the user's read marker forward (never back).
-    pub async fn mark_read(&self, user_id: i64, room_id: i64, offset: u64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?, ?, ?)
-             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .bind(offset as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// For each room: (room id, head offset, the user's last read offset).
-    pub async fn read_state(&self, user_id: i64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id AS room_id,
-                    (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.room_id = r.id) AS head,
-                    COALESCE((SELECT last_read FROM room_reads x WHERE x.room_id = r.id AND x.user_id = ?), 0) AS last_read
-             FROM rooms r",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("room_id")?,
-                    r.try_get::<i64, _>("head")? as u64,
-                    r.try_get::<i64, _>("last_read")? as u64,
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
     }
 }

@@ -11,13 +11,15 @@ use tokio::time::Instant;
 
 use super::protocol::{check_text, ChatFrame, ChatRequest, ChatTopic, HISTORY_MAX, HISTORY_PAGE};
 use super::server::Chat;
-use super::store::Room;
+use super::store::{message, Room};
 use crate::realtime::protocol::{ErrorCode, Request, ServerFrame};
 use crate::realtime::server::channel::{Channel, Flow, Join};
+use crate::realtime::server::durable::EventHistory;
 use crate::realtime::server::encode;
-use crate::realtime::server::gateway::{Conn, History};
+use crate::realtime::server::gateway::Conn;
 use crate::realtime::server::hub::Event;
-use crate::store::{Store, StoreError};
+use crate::store::events::Logged;
+use crate::store::StoreError;
 
 /// Typing notices per connection at most this often; extra ones are dropped.
 const TYPING_EVERY: Duration = Duration::from_millis(1000);
@@ -30,26 +32,9 @@ pub struct ChatChannel {
 #[derive(Default)]
 struct LastTyping(Option<Instant>);
 
-/// A room's log, as the core replays it.
-struct RoomLog<'a> {
-    store: &'a Store,
-    room_id: i64,
-    topic: &'a str,
-}
-
-#[async_trait]
-impl History for RoomLog<'_> {
-    async fn head(&self) -> Result<u64, StoreError> {
-        self.store.head(self.room_id).await
-    }
-
-    async fn after(&self, offset: u64, limit: u32) -> Result<Vec<(u64, Bytes)>, StoreError> {
-        let messages = self.store.messages_after(self.room_id, offset, limit).await?;
-        Ok(messages
-            .into_iter()
-            .map(|message| (message.offset, encode(&ChatFrame::Message { topic: self.topic.to_owned(), message })))
-            .collect())
-    }
+/// A room's message as the core replays it from the room's log.
+fn replayed(topic: &str, event: Logged) -> Result<Bytes, StoreError> {
+    Ok(encode(&ChatFrame::Message { topic: topic.to_owned(), message: message(event)? }))
 }
 
 impl ChatChannel {
@@ -120,7 +105,7 @@ impl Channel for ChatChannel {
             Some(ChatTopic::Room(_)) => {
                 let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
                 let store = self.chat.store().clone();
-                let log = RoomLog { store: &store, room_id: room.id, topic: &topic };
+                let log = EventHistory { store: &store, topic: &topic, frame: replayed };
                 let joined = conn.join_durable(id, topic.clone(), resume, room.epoch, &log).await?;
                 let Some(name) = joined else { return Ok(()) };
                 if present {
@@ -156,7 +141,7 @@ impl Channel for ChatChannel {
             ChatRequest::History { id, topic, before, limit } => {
                 let Some(room) = self.room(conn, &id, &topic).await? else { return Ok(()) };
                 let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_MAX);
-                match self.chat.store().messages_before(room.id, before, limit).await {
+                match self.chat.store().messages_before(&room.name, before, limit).await {
                     Ok((messages, more)) => {
                         conn.send(&ChatFrame::History { id, topic, epoch: room.epoch, messages, more }).await
                     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::protocol::{chat_topic, valid_room_name, ChatFrame, ChatMessage, RoomInfo};
-use super::store::{MessageWriter, NewMessage, Room};
+use super::store::{message, payload, Room};
 use crate::accounts::auth::Identity;
 use crate::accounts::store::User;
 use crate::realtime::server::durable::{Log, Stored, WriteError, Writer};
@@ -18,6 +18,7 @@ use crate::realtime::server::hub::{Burst, Event, Hub};
 use crate::realtime::server::limit::RateLimiter;
 use crate::realtime::server::presence::Presence;
 use crate::realtime::server::{encode, user_topic};
+use crate::store::events::{EventWriter, NewEvent};
 use crate::store::{Store, StoreError};
 
 /// The most messages stored in one transaction.
@@ -49,7 +50,10 @@ pub struct Entry {
     /// Where the message's activity notice goes: `activity` for a public room, each
     /// member's own topic for a private one.
     activity: Vec<Arc<str>>,
-    message: NewMessage,
+    /// The publisher's id.
+    id: String,
+    author: String,
+    text: String,
 }
 
 /// Someone else told of every message stored (the tutorial's `/ws/chat/` mirrors the lobby):
@@ -58,7 +62,7 @@ pub type Observer = Box<dyn Fn(&Hub, &str, &ChatMessage, Option<&mut Burst>) + S
 
 /// How chat messages are stored and fanned out (see [`Log`]).
 pub struct ChatLog {
-    writer: MessageWriter,
+    writer: EventWriter,
     observers: Arc<RwLock<Vec<Observer>>>,
 }
 
@@ -68,12 +72,26 @@ impl Log for ChatLog {
     type Value = ChatMessage;
 
     async fn append(&mut self, batch: &[Entry]) -> Result<Vec<Stored<ChatMessage>>, StoreError> {
-        let messages: Vec<NewMessage> = batch.iter().map(|e| e.message.clone()).collect();
-        let stored = self.writer.append_batch(&messages).await?;
-        Ok(stored
+        let events: Vec<NewEvent> = batch
+            .iter()
+            .map(|e| NewEvent { topic: e.topic.clone(), id: e.id.clone(), payload: payload(&e.author, &e.text) })
+            .collect();
+        let appended = self.writer.append_batch(&events).await?;
+        appended
             .into_iter()
-            .map(|a| Stored { offset: a.message.offset, duplicate: a.duplicate, value: a.message })
-            .collect())
+            .zip(batch)
+            .map(|(appended, entry)| {
+                let (offset, duplicate) = (appended.event.offset, appended.duplicate);
+                let value = if duplicate {
+                    // As stored by the earlier try.
+                    message(appended.event)?
+                } else {
+                    let (id, author, text) = (entry.id.clone(), entry.author.clone(), entry.text.clone());
+                    ChatMessage { offset, id, author, text, ts: appended.event.ts }
+                };
+                Ok(Stored { value, offset, duplicate })
+            })
+            .collect()
     }
 
     /// Fan a stored message out to the room's subscribers, a notice of it to whoever sees the
@@ -124,7 +142,7 @@ impl Chat {
             members.entry(room).or_default().insert(user);
         }
         let observers = Arc::new(RwLock::new(Vec::new()));
-        let log = ChatLog { writer: store.message_writer().await?, observers: observers.clone() };
+        let log = ChatLog { writer: store.event_writer().await?, observers: observers.clone() };
         let writer = Writer::start(log, hub.clone(), MAX_BATCH, limits.commit_window);
         Ok(Arc::new(Chat {
             store,
@@ -273,7 +291,7 @@ impl Chat {
         limit: u32,
     ) -> Result<(Room, Vec<ChatMessage>, bool), ChatError> {
         let room = self.room_for(room, who)?;
-        let (messages, more) = self.store.messages_before(room.id, None, limit).await?;
+        let (messages, more) = self.store.messages_before(&room.name, None, limit).await?;
         Ok((room, messages, more))
     }
 
@@ -292,12 +310,7 @@ impl Chat {
         } else {
             vec![Arc::from(ACTIVITY_TOPIC)]
         };
-        let entry = Entry {
-            topic: Arc::from(chat_topic(room)),
-            room: Arc::from(room),
-            activity,
-            message: NewMessage { room_id: found.id, client_id: id, author, text },
-        };
+        let entry = Entry { topic: Arc::from(chat_topic(room)), room: Arc::from(room), activity, id, author, text };
         Ok(self.writer.append(entry).await?)
     }
 

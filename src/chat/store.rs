@@ -1,12 +1,14 @@
-//! Chat's queries: rooms, their messages, memberships and read markers; and the one writer
-//! of the `messages` table (the chat log behind `realtime::server::durable`).
+//! Chat's queries: rooms, memberships and read markers; and its messages, which are the
+//! events of each room's durable topic (`chat:<room>`) in the store's log of events
+//! (`store::events`), with an author and a text as their payload.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Row};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
 
-use super::protocol::ChatMessage;
+use super::protocol::{chat_topic, ChatMessage};
+use crate::store::events::Logged;
 use crate::store::{now_ms, Store, StoreError};
 
 /// A room as stored.
@@ -30,47 +32,6 @@ fn row_to_room(r: &sqlx::sqlite::SqliteRow) -> Result<Room, sqlx::Error> {
 }
 
 const ROOM_COLUMNS: &str = "id, name, epoch, is_private, created_by";
-
-/// A message on its way in.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub room_id: i64,
-    pub client_id: String,
-    pub author: String,
-    pub text: String,
-}
-
-impl NewMessage {
-    /// The message as stored, at `offset`.
-    fn stored(&self, offset: u64, ts: i64) -> Appended {
-        let message = ChatMessage {
-            offset,
-            id: self.client_id.clone(),
-            author: self.author.clone(),
-            text: self.text.clone(),
-            ts,
-        };
-        Appended { message, duplicate: false }
-    }
-}
-
-/// What became of a [`NewMessage`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    pub message: ChatMessage,
-    /// True when an earlier try with the same client id was stored already.
-    pub duplicate: bool,
-}
-
-fn row_to_message(row: &sqlx::sqlite::SqliteRow) -> Result<ChatMessage, sqlx::Error> {
-    Ok(ChatMessage {
-        offset: row.try_get::<i64, _>("seq")? as u64,
-        id: row.try_get("client_id")?,
-        author: row.try_get("author")?,
-        text: row.try_get("body")?,
-        ts: row.try_get("ts")?,
-    })
-}
 
 impl Store {
     pub async fn rooms(&self) -> Result<Vec<Room>, StoreError> {
@@ -122,151 +83,139 @@ impl Store {
     }
 
     /// The room's last offset, 0 when it has no messages.
-    pub async fn head(&self, room_id: i64) -> Result<u64, StoreError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
-            .bind(room_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(head as u64)
+    pub async fn head(&self, room: &str) -> Result<u64, StoreError> {
+        self.log_head(&chat_topic(room)).await
     }
 
     /// Up to `limit` messages after `offset`, oldest first.
-    pub async fn messages_after(&self, room_id: i64, offset: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, client_id, author, body, ts FROM messages
-             WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(room_id)
-        .bind(offset as i64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(row_to_message).collect::<Result<_, _>>()?)
+    pub async fn messages_after(&self, room: &str, offset: u64, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+        self.events_after(&chat_topic(room), offset, limit).await?.into_iter().map(message).collect()
     }
 
     /// Up to `limit` messages before `before` (the latest when `None`), oldest first, and
     /// whether older ones exist.
     pub async fn messages_before(
         &self,
-        room_id: i64,
+        room: &str,
         before: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
-        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
-        let rows = sqlx::query(
-            "SELECT seq, client_id, author, body, ts FROM messages
-             WHERE room_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        let (events, more) = self.events_before(&chat_topic(room), before, limit).await?;
+        Ok((events.into_iter().map(message).collect::<Result<_, _>>()?, more))
+    }
+
+    /// Every (room, member) pair of private rooms.
+    pub async fn memberships(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT room_id, user_id FROM room_members").fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("room_id")?, r.try_get("user_id")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    pub async fn add_member(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO room_members (room_id, user_id, added_at) VALUES (?, ?, ?)")
+            .bind(room_id)
+            .bind(user_id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM room_members WHERE room_id = ? AND user_id = ?")
+            .bind(room_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Usernames of a private room's members.
+    pub async fn member_names(&self, room_id: i64) -> Result<Vec<String>, StoreError> {
+        let names = sqlx::query_scalar(
+            "SELECT u.username FROM room_members m JOIN users u ON u.id = m.user_id WHERE m.room_id = ?
+             ORDER BY u.username",
         )
         .bind(room_id)
-        .bind(before)
-        .bind(limit.saturating_add(1))
         .fetch_all(&self.pool)
         .await?;
-        let more = rows.len() > limit as usize;
-        let mut messages = rows.iter().take(limit as usize).map(row_to_message).collect::<Result<Vec<_>, _>>()?;
-        messages.reverse();
-        Ok((messages, more))
+        Ok(names)
     }
 
-    /// The chat log's writer: one connection of its own, kept for as long as the log runs.
-    pub async fn message_writer(&self) -> Result<MessageWriter, StoreError> {
-        Ok(MessageWriter { conn: self.pool.acquire().await?.detach(), heads: HashMap::new() })
+    /// Move the user's read marker forward (never back).
+    pub async fn mark_read(&self, user_id: i64, room_id: i64, offset: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?, ?, ?)
+             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)",
+        )
+        .bind(user_id)
+        .bind(room_id)
+        .bind(offset as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// For each room: (room id, head offset, the user's last read offset).
+    pub async fn read_state(&self, user_id: i64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id AS room_id,
+                    (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.topic = 'chat:' || r.name) AS head,
+                    COALESCE((SELECT last_read FROM room_reads x WHERE x.room_id = r.id AND x.user_id = ?), 0) AS last_read
+             FROM rooms r",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("room_id")?,
+                    r.try_get::<i64, _>("head")? as u64,
+                    r.try_get::<i64, _>("last_read")? as u64,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 }
 
-/// Appends messages: the one writer of the `messages` table. Each room's head (its last
-/// offset) is kept in memory, so that the usual batch of new messages is one multi-row
-/// INSERT, one statement and one trip to SQLite's thread, atomic on its own.
-pub struct MessageWriter {
-    conn: SqliteConnection,
-    heads: HashMap<i64, i64>,
+/// A chat message's payload in the log of its room's topic.
+#[derive(Serialize, Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    author: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
 }
 
-impl MessageWriter {
-    /// Store a batch atomically. A message whose client id the room has seen comes back as
-    /// the stored one, marked duplicate.
-    pub async fn append_batch(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        for m in batch {
-            if !self.heads.contains_key(&m.room_id) {
-                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM messages WHERE room_id = ?")
-                    .bind(m.room_id)
-                    .fetch_one(&mut self.conn)
-                    .await?;
-                self.heads.insert(m.room_id, head);
-            }
-        }
-        match self.append_new(batch).await {
-            Ok(out) => Ok(out),
-            // A client id seen before: the statement stored nothing. Sort the batch out row by row.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => self.append_with_duplicates(batch).await,
-            Err(e) => Err(e.into()),
-        }
-    }
+/// The payload of a message by `author`.
+pub fn payload(author: &str, text: &str) -> String {
+    let body = Body { author: Cow::Borrowed(author), text: Cow::Borrowed(text) };
+    // Two strings: serializing cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
 
-    /// The usual case: every message is new.
-    async fn append_new(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, sqlx::Error> {
-        let ts = now_ms();
-        let mut heads = self.heads.clone();
-        let mut out = Vec::with_capacity(batch.len());
-        let mut sql = String::from("INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES ");
-        for i in 0..batch.len() {
-            sql.push_str(if i == 0 { "(?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?)" });
-        }
-        let mut query = sqlx::query(&sql);
-        for m in batch {
-            let head = heads.entry(m.room_id).or_insert(0);
-            *head += 1;
-            query = query.bind(m.room_id).bind(*head).bind(&m.client_id).bind(&m.author).bind(&m.text).bind(ts);
-            out.push(m.stored(*head as u64, ts));
-        }
-        query.execute(&mut self.conn).await?;
-        self.heads = heads;
-        Ok(out)
-    }
-
-    /// A batch with a retried message in it: one transaction, looking each client id up.
-    async fn append_with_duplicates(&mut self, batch: &[NewMessage]) -> Result<Vec<Appended>, StoreError> {
-        let ts = now_ms();
-        let mut heads = self.heads.clone();
-        let mut out = Vec::with_capacity(batch.len());
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        for m in batch {
-            let existing = sqlx::query(
-                "SELECT seq, client_id, author, body, ts FROM messages WHERE room_id = ? AND client_id = ?",
-            )
-            .bind(m.room_id)
-            .bind(&m.client_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = existing {
-                out.push(Appended { message: row_to_message(&row)?, duplicate: true });
-                continue;
-            }
-            let head = heads.entry(m.room_id).or_insert(0);
-            *head += 1;
-            sqlx::query("INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(m.room_id)
-                .bind(*head)
-                .bind(&m.client_id)
-                .bind(&m.author)
-                .bind(&m.text)
-                .bind(ts)
-                .execute(&mut *tx)
-                .await?;
-            out.push(m.stored(*head as u64, ts));
-        }
-        tx.commit().await?;
-        self.heads = heads;
-        Ok(out)
-    }
+/// A message read back from its room's log.
+pub fn message(event: Logged) -> Result<ChatMessage, StoreError> {
+    let body: Body<'_> = serde_json::from_str(&event.payload).map_err(|e| StoreError::Payload(e.to_string()))?;
+    Ok(ChatMessage {
+        offset: event.offset,
+        id: event.id,
+        author: body.author.into_owned(),
+        text: body.text.into_owned(),
+        ts: event.ts,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::store::events::NewEvent;
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -275,66 +224,81 @@ mod tests {
         (dir, store)
     }
 
-    fn new(room_id: i64, id: &str) -> NewMessage {
-        NewMessage { room_id, client_id: id.into(), author: "a".into(), text: format!("text {id}") }
+    fn new(room: &str, id: &str, text: &str) -> NewEvent {
+        NewEvent { topic: Arc::from(chat_topic(room)), id: id.into(), payload: payload("ann", text) }
     }
 
     #[tokio::test]
-    async fn offsets_increase_per_room_and_retries_are_stored_once() {
+    async fn messages_are_their_rooms_events() {
         let (_dir, store) = store().await;
-        let lobby = store.room("lobby").await.unwrap().unwrap();
-        let other = store.create_room("other", false, None).await.unwrap();
-        let mut log = store.message_writer().await.unwrap();
-        let out = log
-            .append_batch(&[new(lobby.id, "a"), new(other.id, "b"), new(lobby.id, "c"), new(lobby.id, "a")])
-            .await
-            .unwrap();
-        let offsets: Vec<_> = out.iter().map(|a| (a.message.offset, a.duplicate)).collect();
-        assert_eq!(offsets, vec![(1, false), (1, false), (2, false), (1, true)]);
-        assert_eq!(store.head(lobby.id).await.unwrap(), 2);
-        let again = log.append_batch(&[new(lobby.id, "c"), new(lobby.id, "d")]).await.unwrap();
-        assert_eq!((again[0].message.offset, again[0].duplicate), (2, true));
-        assert_eq!((again[1].message.offset, again[1].duplicate), (3, false));
-        // The fast path again after the slow one, then a new writer (a restart) picks the heads up
-        // from the table: no offset is skipped or given twice.
-        let next = log.append_batch(&[new(lobby.id, "e"), new(other.id, "f")]).await.unwrap();
-        assert_eq!(next.iter().map(|a| a.message.offset).collect::<Vec<_>>(), vec![4, 2]);
-        drop(log);
-        let mut log = store.message_writer().await.unwrap();
-        let after = log.append_batch(&[new(lobby.id, "g"), new(lobby.id, "e")]).await.unwrap();
-        let offsets: Vec<_> = after.iter().map(|a| (a.message.offset, a.duplicate)).collect();
-        assert_eq!(offsets, vec![(5, false), (4, true)]);
-        assert_eq!(store.head(lobby.id).await.unwrap(), 5);
-        assert_eq!(store.head(other.id).await.unwrap(), 2);
+        store.create_room("other", false, None).await.unwrap();
+        let mut log = store.event_writer().await.unwrap();
+        let texts = ["a \"quoted\" <b>text</b>", "é\n😀", "third"];
+        let batch = [new("lobby", "1", texts[0]), new("other", "2", texts[1]), new("lobby", "3", texts[2])];
+        log.append_batch(&batch).await.unwrap();
+        let lobby = store.messages_after("lobby", 0, 10).await.unwrap();
+        let read: Vec<_> =
+            lobby.iter().map(|m| (m.offset, m.id.as_str(), m.author.as_str(), m.text.as_str())).collect();
+        assert_eq!(read, vec![(1, "1", "ann", texts[0]), (2, "3", "ann", texts[2])]);
+        assert_eq!(store.messages_after("other", 0, 10).await.unwrap()[0].text, texts[1]);
+        assert_eq!((store.head("lobby").await.unwrap(), store.head("other").await.unwrap()), (2, 1));
+        let (latest, more) = store.messages_before("lobby", None, 1).await.unwrap();
+        assert_eq!((latest[0].offset, more), (2, true));
     }
 
     #[tokio::test]
-    async fn a_failed_batch_stores_nothing_and_uses_no_offset() {
+    async fn unread_counts_come_from_each_rooms_head() {
         let (_dir, store) = store().await;
+        let user = store.create_user("reader", "hash").await.unwrap();
         let lobby = store.room("lobby").await.unwrap().unwrap();
-        let mut log = store.message_writer().await.unwrap();
-        log.append_batch(&[new(lobby.id, "a")]).await.unwrap();
-        // Room 999 does not exist: the foreign key refuses the row, and with it the batch.
-        assert!(log.append_batch(&[new(lobby.id, "b"), new(999, "c")]).await.is_err());
-        assert_eq!(store.head(lobby.id).await.unwrap(), 1);
-        let out = log.append_batch(&[new(lobby.id, "b")]).await.unwrap();
-        assert_eq!((out[0].message.offset, out[0].duplicate), (2, false));
+        let mut log = store.event_writer().await.unwrap();
+        log.append_batch(&[new("lobby", "1", "a"), new("lobby", "2", "b"), new("lobby", "3", "c")]).await.unwrap();
+        store.mark_read(user.id, lobby.id, 1).await.unwrap();
+        store.mark_read(user.id, lobby.id, 0).await.unwrap();
+        assert_eq!(store.read_state(user.id).await.unwrap(), vec![(lobby.id, 3, 1)], "the marker never moves back");
     }
 
+    /// The migration that moved messages into the log of events keeps every message as it was.
     #[tokio::test]
-    async fn history_pages_backwards_and_forwards() {
-        let (_dir, store) = store().await;
-        let lobby = store.room("lobby").await.unwrap().unwrap();
-        let batch: Vec<_> = (0..10).map(|i| new(lobby.id, &i.to_string())).collect();
-        store.message_writer().await.unwrap().append_batch(&batch).await.unwrap();
-        let (latest, more) = store.messages_before(lobby.id, None, 4).await.unwrap();
-        assert_eq!(latest.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
-        assert!(more);
-        let (older, more) = store.messages_before(lobby.id, Some(7), 10).await.unwrap();
-        assert_eq!(older.len(), 6);
-        assert!(!more);
-        let after = store.messages_after(lobby.id, 8, 10).await.unwrap();
-        assert_eq!(after.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![9, 10]);
+    async fn the_move_to_the_event_log_keeps_every_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/old.db", dir.path().display());
+        let options: sqlx::sqlite::SqliteConnectOptions =
+            url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/20261123000001_chat.sql")).execute(&pool).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO rooms (name, epoch, created_at) VALUES ('ops', 'e', 0);
+             INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES
+               (1, 1, 'a', 'ann', 'hi \"there\"', 10), (1, 2, 'b', 'bo', 'yo', 11), (2, 1, 'c', 'cy', 'é', 12);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/20261206000003_events.sql")).execute(&pool).await.unwrap();
+        let rows: Vec<(String, i64, String, String, i64)> =
+            sqlx::query_as("SELECT topic, seq, client_id, payload, ts FROM events ORDER BY topic, seq")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let read: Vec<_> = rows
+            .into_iter()
+            .map(|(topic, seq, id, payload, ts)| {
+                let m = message(Logged { offset: seq as u64, id, payload, ts }).unwrap();
+                (topic, m.offset, m.id, m.author, m.text, m.ts)
+            })
+            .collect();
+        let row =
+            |t: &str, o, i: &str, a: &str, x: &str, ts| (t.to_owned(), o, i.to_owned(), a.to_owned(), x.to_owned(), ts);
+        assert_eq!(
+            read,
+            vec![
+                row("chat:lobby", 1, "a", "ann", "hi \"there\"", 10),
+                row("chat:lobby", 2, "b", "bo", "yo", 11),
+                row("chat:ops", 1, "c", "cy", "é", 12),
+            ]
+        );
+        assert!(sqlx::query("SELECT 1 FROM messages").fetch_all(&pool).await.is_err(), "the old table is gone");
     }
 
     #[tokio::test]
@@ -350,9 +314,9 @@ mod tests {
                 }
             })
         };
-        let mut log = store.message_writer().await.unwrap();
+        let mut log = store.event_writer().await.unwrap();
         for i in 0..200 {
-            let out = log.append_batch(&[new(lobby.id, &format!("c{i}"))]).await;
+            let out = log.append_batch(&[new("lobby", &format!("c{i}"), "x")]).await;
             assert!(out.is_ok(), "append {i} failed: {out:?}");
         }
         writer.await.unwrap();

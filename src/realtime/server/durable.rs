@@ -17,9 +17,36 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use bytes::Bytes;
+
 use super::batch::{self, Pace};
+use super::gateway::History;
 use super::hub::{Burst, Hub};
-use crate::store::StoreError;
+use crate::store::events::Logged;
+use crate::store::{Store, StoreError};
+
+/// A durable topic's history in the store's log of events (`store::events`), as the core
+/// replays it: `frame` makes an event's frame.
+pub struct EventHistory<'a, F> {
+    pub store: &'a Store,
+    pub topic: &'a str,
+    pub frame: F,
+}
+
+#[async_trait]
+impl<F> History for EventHistory<'_, F>
+where
+    F: Fn(&str, Logged) -> Result<Bytes, StoreError> + Send + Sync,
+{
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.store.log_head(self.topic).await
+    }
+
+    async fn after(&self, offset: u64, limit: u32) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let events = self.store.events_after(self.topic, offset, limit).await?;
+        events.into_iter().map(|event| Ok((event.offset, (self.frame)(self.topic, event)?))).collect()
+    }
+}
 
 /// Requests waiting for a writer before publishers wait for room.
 const WRITER_QUEUE: usize = 4096;
