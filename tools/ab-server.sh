@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two server binaries on the same machine in one run: fan-out CPU per delivery and p99
 # at N=1,000 subscribers (50 messages/s) and N=100 (500 messages/s), 15 s each, and idle memory
-# per connection (5,000), each binary ROUNDS times (default 3), alternated, the server on core 0
-# and the generator on core 1.
+# per connection (5,000), each binary ROUNDS times (default 3), alternated (which goes first, too),
+# the server on core 0 and the generator on core 1.
 #   tools/ab-server.sh OLD_BINARY NEW_BINARY        (results in target/ab/results.jsonl)
 set -u
 OLD="$1"; NEW="$2"
@@ -22,9 +22,14 @@ run() { # label bin
   taskset -c 1 "$BENCH" --target switchboard-web --addr 127.0.0.1:7499 --server-pid $pid --json idle --connections 5000 --broadcast-timeout 0 | sed "s/^/{\"bin\":\"$1\",\"r\":/; s/\$/}/" >> "$OUT/results.jsonl"
   kill $pid; wait $pid 2>/dev/null
 }
+# The order alternates: a server run right after another (its thousands of closed connections
+# still in TIME_WAIT) measured slower in the same session, whichever binary it was.
 for round in $(seq "${ROUNDS:-3}"); do
-  run old "$OLD"
-  run new "$NEW"
+  if [ $((round % 2)) = 1 ]; then
+    run old "$OLD"; run new "$NEW"
+  else
+    run new "$NEW"; run old "$OLD"
+  fi
 done
 python3 - "$OUT/results.jsonl" <<'PY'
 import json, statistics, sys
