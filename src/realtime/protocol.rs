@@ -338,9 +338,14 @@ impl Request {
     }
 }
 
-/// The request id of a frame, if it has a usable one.
+/// The request id of a frame, if it has a usable one (1 to 64 bytes): an error about a frame
+/// carries it, and never one a client may not choose.
 pub fn request_id(value: &serde_json::Value) -> Option<String> {
-    value.get("id").and_then(serde_json::Value::as_str).filter(|id| id.len() <= MAX_ID_BYTES).map(str::to_owned)
+    value
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_ID_BYTES)
+        .map(str::to_owned)
 }
 
 /// Read one text frame of the web protocol as far as the envelope goes, telling apart every
