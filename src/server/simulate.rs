@@ -37,7 +37,7 @@ use crate::map::protocol::MapRequest;
 use crate::realtime::protocol::ServerFrame;
 use crate::sensors::page::{CreatedSensor, SensorSummary};
 use crate::sensors::protocol::{NewReading, SensorInfo};
-use crate::server::store::now_ms;
+use crate::store::now_ms;
 
 /// How often accumulated readings are sent.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
