@@ -27,7 +27,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-map bench-chart bench-ingest clean wasm-size
+.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-map bench-chart bench-ingest clean wasm-size services
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -96,6 +96,11 @@ simulate: $(SERVER)
 ## The compressed size of the release WASM bundle (gzip, and brotli).
 wasm-size: $(PKG)/switchboard_bg.wasm
 	@tools/wasm_size.sh $(PKG)
+
+## PostgreSQL and Redis for the cluster's tests: the machine's own where they answer, else private
+## instances under target/services (tools/services.sh; `tools/services.sh stop` ends those).
+services:
+	tools/services.sh start
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
