@@ -111,6 +111,7 @@ clippy: tools
 	$(CARGO) clippy -p switchboard-bench --all-targets -- -D warnings
 
 rust-test: tools
+	tools/services.sh start
 	$(CARGO) test --no-default-features --features ssr 2>&1 | tee target/rust-test.log
 	$(CARGO) test -p switchboard-bench 2>&1 | tee -a target/rust-test.log
 

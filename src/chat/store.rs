@@ -266,7 +266,7 @@ mod tests {
         let options: sqlx::sqlite::SqliteConnectOptions =
             url.parse::<sqlx::sqlite::SqliteConnectOptions>().unwrap().create_if_missing(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        sqlx::raw_sql(include_str!("../../migrations/20261123000001_chat.sql")).execute(&pool).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/sqlite/20261123000001_chat.sql")).execute(&pool).await.unwrap();
         sqlx::raw_sql(
             "INSERT INTO rooms (name, epoch, created_at) VALUES ('ops', 'e', 0);
              INSERT INTO messages (room_id, seq, client_id, author, body, ts) VALUES
@@ -275,7 +275,7 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        sqlx::raw_sql(include_str!("../../migrations/20261206000003_events.sql")).execute(&pool).await.unwrap();
+        sqlx::raw_sql(include_str!("../../migrations/sqlite/20261206000003_events.sql")).execute(&pool).await.unwrap();
         let rows: Vec<(String, i64, String, String, i64)> =
             sqlx::query_as("SELECT topic, seq, client_id, payload, ts FROM events ORDER BY topic, seq")
                 .fetch_all(&pool)

@@ -111,7 +111,7 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         if let Checkpoints::Background(every) = checkpoints {
             tokio::spawn(checkpoint_loop(pool.clone(), every));
         }
