@@ -111,6 +111,9 @@ impl Store {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
+        // The migrations are compiled in. Cargo rebuilds when one of them changes, but does not
+        // see a new file: after adding one, touch this file (a build script would, but it
+        // changes the crate's hash, and with it the browser bundle's split names and sizes).
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         if let Checkpoints::Background(every) = checkpoints {
             tokio::spawn(checkpoint_loop(pool.clone(), every));
