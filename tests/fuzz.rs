@@ -25,10 +25,13 @@ use switchboard::realtime::protocol::{
     decode, Envelope, ErrorCode, FeatureFrame, Incoming, Rejection, ServerFrame, MAX_ID_BYTES,
 };
 use switchboard::sensors::channel::read_request;
+use switchboard::sensors::protocol::SensorRequest;
 use switchboard::tutorial::codec;
 
-/// Every request type a feature answers on `/ws`.
-const REQUESTS: [&str; 7] = ["publish", "history", "typing", "read", "locate", "stop_sharing", "reading"];
+/// Whether a feature answers this request type on `/ws` (the features' own lists).
+fn is_request(kind: &str) -> bool {
+    ChatRequest::TYPES.contains(&kind) || MapRequest::TYPES.contains(&kind) || SensorRequest::TYPES.contains(&kind)
+}
 /// The types a client sends, and a few it does not.
 const TYPES: [&str; 13] = [
     "subscribe",
@@ -154,14 +157,20 @@ fn text() -> impl Strategy<Value = String> {
 /// The server's whole reading of a frame on `/ws`: the envelope, then the feature's reading
 /// of its request (as `chat::channel`, `map::channel` and `sensors::channel` do).
 fn read_web(text: &str) -> Result<(), Rejection> {
-    match decode(text, |kind| REQUESTS.contains(&kind))? {
+    match decode(text, is_request)? {
         Incoming::Core(_) => Ok(()),
-        Incoming::Request(request) => match request.kind.as_str() {
-            "publish" | "history" | "typing" | "read" => request.read::<ChatRequest>().map(drop),
-            "locate" | "stop_sharing" => request.read::<MapRequest>().map(drop),
-            "reading" => read_request(request).map(drop),
-            other => panic!("the envelope let {other:?} through"),
-        },
+        Incoming::Request(request) => {
+            let kind = request.kind.as_str();
+            if ChatRequest::TYPES.contains(&kind) {
+                request.read::<ChatRequest>().map(drop)
+            } else if MapRequest::TYPES.contains(&kind) {
+                request.read::<MapRequest>().map(drop)
+            } else if SensorRequest::TYPES.contains(&kind) {
+                read_request(request).map(drop)
+            } else {
+                panic!("the envelope let {kind:?} through")
+            }
+        }
     }
 }
 

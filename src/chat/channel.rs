@@ -13,7 +13,7 @@ use super::protocol::{check_text, ChatFrame, ChatRequest, ChatTopic, HISTORY_MAX
 use super::server::Chat;
 use super::store::{message, Room};
 use crate::realtime::protocol::{ErrorCode, Request, ServerFrame};
-use crate::realtime::server::channel::{Channel, Flow, Join};
+use crate::realtime::server::channel::{Channel, Closed, Flow, Join};
 use crate::realtime::server::durable::EventHistory;
 use crate::realtime::server::encode;
 use crate::realtime::server::gateway::Conn;
@@ -37,30 +37,41 @@ fn replayed(topic: &str, event: Logged) -> Result<Bytes, StoreError> {
     Ok(encode(&ChatFrame::Message { topic: topic.to_owned(), message: message(event)? }))
 }
 
-impl ChatChannel {
-    /// The room a `chat:<room>` topic names, if this connection may use it; else an error
-    /// frame sent and `None`. A private room is unknown to non-members.
-    async fn room(
-        &self,
-        conn: &mut Conn,
-        id: &str,
-        topic: &str,
-    ) -> Result<Option<Room>, crate::realtime::server::channel::Closed> {
-        let id = Some(id.to_owned());
-        match ChatTopic::parse(topic) {
-            Some(ChatTopic::Room(room)) => match self.chat.room_for(&room, conn.who()) {
-                Ok(room) => Ok(Some(room)),
-                Err(_) => {
-                    conn.error(id, ErrorCode::UnknownRoom, &format!("no room is named {room:?}")).await?;
-                    Ok(None)
-                }
-            },
-            _ => {
-                let message = format!("{topic:?} is not a chat topic (chat:<room>)");
-                conn.error(id, ErrorCode::UnknownTopic, &message).await?;
-                Ok(None)
-            }
+/// The room a topic names (`room`, as its feature parsed it), if this connection may use it;
+/// else an error frame sent and `None`. No room named: `unknown_topic`, saying what the topic
+/// should look like (`spelling`, e.g. `map topic (location:<room>)`). A room that does not
+/// exist, or is private to others: `unknown_room` (a private room is unknown to non-members).
+/// Chat's topics and the map's share it.
+pub async fn visible_room(
+    chat: &Chat,
+    conn: &mut Conn,
+    id: &str,
+    topic: &str,
+    room: Option<&str>,
+    spelling: &str,
+) -> Result<Option<Room>, Closed> {
+    let id = Some(id.to_owned());
+    let Some(room) = room else {
+        conn.error(id, ErrorCode::UnknownTopic, &format!("{topic:?} is not a {spelling}")).await?;
+        return Ok(None);
+    };
+    match chat.room_for(room, conn.who()) {
+        Ok(room) => Ok(Some(room)),
+        Err(_) => {
+            conn.error(id, ErrorCode::UnknownRoom, &format!("no room is named {room:?}")).await?;
+            Ok(None)
         }
+    }
+}
+
+impl ChatChannel {
+    /// The room a `chat:<room>` topic names, if this connection may use it (see [`visible_room`]).
+    async fn room(&self, conn: &mut Conn, id: &str, topic: &str) -> Result<Option<Room>, Closed> {
+        let room = match ChatTopic::parse(topic) {
+            Some(ChatTopic::Room(room)) => Some(room),
+            _ => None,
+        };
+        visible_room(&self.chat, conn, id, topic, room.as_deref(), "chat topic (chat:<room>)").await
     }
 
     /// Start a publish; its ack or error is written when the store answers.

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 
 use super::protocol::{location_topic, map_room_of, MapFrame, MapRequest};
 use super::server::{validate, Locations};
+use crate::chat::channel::visible_room;
 use crate::chat::server::Chat;
 use crate::chat::store::Room;
-use crate::realtime::protocol::{ErrorCode, Request};
+use crate::realtime::protocol::Request;
 use crate::realtime::server::channel::{Channel, Closed, Flow, Join};
 use crate::realtime::server::gateway::Conn;
 
@@ -27,21 +28,7 @@ impl MapChannel {
     /// The room a `location:<room>` topic names, if this connection may use it; else an
     /// error frame sent and `None`.
     async fn room(&self, conn: &mut Conn, id: &str, topic: &str) -> Result<Option<Room>, Closed> {
-        let id = Some(id.to_owned());
-        match map_room_of(topic) {
-            Some(room) => match self.chat.room_for(room, conn.who()) {
-                Ok(room) => Ok(Some(room)),
-                Err(_) => {
-                    conn.error(id, ErrorCode::UnknownRoom, &format!("no room is named {room:?}")).await?;
-                    Ok(None)
-                }
-            },
-            None => {
-                let message = format!("{topic:?} is not a map topic (location:<room>)");
-                conn.error(id, ErrorCode::UnknownTopic, &message).await?;
-                Ok(None)
-            }
-        }
+        visible_room(&self.chat, conn, id, topic, map_room_of(topic), "map topic (location:<room>)").await
     }
 }
 
