@@ -8,23 +8,9 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection};
 
-/// The admin URL of the test PostgreSQL: `SWITCHBOARD_TEST_POSTGRES`, else
-/// `target/services.env`.
-fn admin_url() -> String {
-    if let Ok(url) = std::env::var("SWITCHBOARD_TEST_POSTGRES") {
-        return url;
-    }
-    let env = concat!(env!("CARGO_MANIFEST_DIR"), "/target/services.env");
-    let text = std::fs::read_to_string(env).expect("no PostgreSQL for the tests: run tools/services.sh start");
-    text.lines()
-        .find_map(|line| line.strip_prefix("SWITCHBOARD_TEST_POSTGRES="))
-        .expect("target/services.env names no PostgreSQL")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_postgres_schema_applies_and_its_counter_hands_out_gap_free_offsets() {
-    let admin = admin_url();
+    let admin = switchboard::store::testing::postgres_admin_url();
     let name = format!("switchboard_test_{:016x}", rand::random::<u64>());
     let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL answers");
     conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();

@@ -5,11 +5,10 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::protocol::{chat_topic, ChatMessage};
 use crate::store::events::Logged;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, on_pool, BeginWrite, Store, StoreError};
 
 /// A room as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,62 +20,57 @@ pub struct Room {
     pub created_by: Option<i64>,
 }
 
-fn row_to_room(r: &sqlx::sqlite::SqliteRow) -> Result<Room, sqlx::Error> {
-    Ok(Room {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        epoch: r.try_get("epoch")?,
-        private: r.try_get::<i64, _>("is_private")? != 0,
-        created_by: r.try_get("created_by")?,
-    })
-}
+/// A row of `rooms`: id, name, epoch, is_private, created_by.
+type RoomRow = (i64, String, String, i64, Option<i64>);
 
-const ROOM_COLUMNS: &str = "id, name, epoch, is_private, created_by";
+fn room((id, name, epoch, private, created_by): RoomRow) -> Room {
+    Room { id, name, epoch, private: private != 0, created_by }
+}
 
 impl Store {
     pub async fn rooms(&self) -> Result<Vec<Room>, StoreError> {
-        let rows =
-            sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms ORDER BY name")).fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(row_to_room).collect::<Result<_, _>>()?)
+        let sql = "SELECT id, name, epoch, is_private, created_by FROM rooms ORDER BY name";
+        let rows: Vec<RoomRow> = on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(room).collect())
     }
 
     pub async fn room(&self, name: &str) -> Result<Option<Room>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(row_to_room).transpose()?)
+        let sql = "SELECT id, name, epoch, is_private, created_by FROM rooms WHERE name = $1";
+        let row: Option<RoomRow> = on_pool!(self, pool => sqlx::query_as(sql).bind(name).fetch_optional(pool).await?);
+        Ok(row.map(room))
     }
 
     /// Create a room; the caller has checked the name. Fails with `RoomExists` on a taken name.
     /// A private room's creator is its first member.
     pub async fn create_room(&self, name: &str, private: bool, created_by: Option<i64>) -> Result<Room, StoreError> {
         let epoch = format!("{:016x}", rand::random::<u64>());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let result = sqlx::query(
-            "INSERT INTO rooms (name, epoch, created_at, is_private, created_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(name)
-        .bind(&epoch)
-        .bind(now_ms())
-        .bind(private)
-        .bind(created_by)
-        .fetch_one(&mut *tx)
-        .await;
-        match result {
-            Ok(row) => {
-                let id: i64 = row.try_get("id")?;
-                if let (true, Some(user)) = (private, created_by) {
-                    sqlx::query("INSERT INTO room_members (room_id, user_id, added_at) VALUES (?, ?, ?)")
-                        .bind(id)
-                        .bind(user)
-                        .bind(now_ms())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(Room { id, name: name.to_owned(), epoch, private, created_by })
+        let id: Result<i64, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin_write().await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO rooms (name, epoch, created_at, is_private, created_by) VALUES ($1, $2, $3, $4, $5)
+                 RETURNING id",
+            )
+            .bind(name)
+            .bind(&epoch)
+            .bind(now_ms())
+            .bind(i64::from(private))
+            .bind(created_by)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let (true, Some(user)) = (private, created_by) {
+                sqlx::query("INSERT INTO room_members (room_id, user_id, added_at) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(user)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?;
             }
+            tx.commit().await?;
+            Ok(id)
+        }
+        .await);
+        match id {
+            Ok(id) => Ok(Room { id, name: name.to_owned(), epoch, private, created_by }),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::RoomExists(name.to_owned())),
             Err(e) => Err(e.into()),
         }
@@ -106,79 +100,49 @@ impl Store {
 
     /// Every (room, member) pair of private rooms.
     pub async fn memberships(&self) -> Result<Vec<(i64, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT room_id, user_id FROM room_members").fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ok((r.try_get("room_id")?, r.try_get("user_id")?)))
-            .collect::<Result<_, sqlx::Error>>()?)
+        let sql = "SELECT room_id, user_id FROM room_members";
+        Ok(on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await?))
     }
 
     pub async fn add_member(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO room_members (room_id, user_id, added_at) VALUES (?, ?, ?)")
-            .bind(room_id)
-            .bind(user_id)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        let sql = "INSERT INTO room_members (room_id, user_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        on_pool!(self, pool => sqlx::query(sql).bind(room_id).bind(user_id).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(())
     }
 
     pub async fn remove_member(&self, room_id: i64, user_id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM room_members WHERE room_id = ? AND user_id = ?")
-            .bind(room_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2";
+        on_pool!(self, pool => sqlx::query(sql).bind(room_id).bind(user_id).execute(pool).await?.rows_affected());
         Ok(())
     }
 
     /// Usernames of a private room's members.
     pub async fn member_names(&self, room_id: i64) -> Result<Vec<String>, StoreError> {
-        let names = sqlx::query_scalar(
-            "SELECT u.username FROM room_members m JOIN users u ON u.id = m.user_id WHERE m.room_id = ?
-             ORDER BY u.username",
-        )
-        .bind(room_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(names)
+        let sql = "SELECT u.username FROM room_members m JOIN users u ON u.id = m.user_id WHERE m.room_id = $1
+                   ORDER BY u.username";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql).bind(room_id).fetch_all(pool).await?))
     }
 
     /// Move the user's read marker forward (never back).
     pub async fn mark_read(&self, user_id: i64, room_id: i64, offset: u64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO room_reads (user_id, room_id, last_read) VALUES (?, ?, ?)
-             ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)",
-        )
-        .bind(user_id)
-        .bind(room_id)
-        .bind(offset as i64)
-        .execute(&self.pool)
-        .await?;
+        let sql = "INSERT INTO room_reads (user_id, room_id, last_read) VALUES ($1, $2, $3)
+                   ON CONFLICT (user_id, room_id) DO UPDATE SET last_read = CASE
+                       WHEN excluded.last_read > room_reads.last_read THEN excluded.last_read
+                       ELSE room_reads.last_read END";
+        let offset = offset.min(i64::MAX as u64) as i64;
+        on_pool!(self, pool => sqlx::query(sql).bind(user_id).bind(room_id).bind(offset).execute(pool).await?.rows_affected());
         Ok(())
     }
 
     /// For each room: (room id, head offset, the user's last read offset).
     pub async fn read_state(&self, user_id: i64) -> Result<Vec<(i64, u64, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id AS room_id,
-                    (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.topic = 'chat:' || r.name) AS head,
-                    COALESCE((SELECT last_read FROM room_reads x WHERE x.room_id = r.id AND x.user_id = ?), 0) AS last_read
-             FROM rooms r",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("room_id")?,
-                    r.try_get::<i64, _>("head")? as u64,
-                    r.try_get::<i64, _>("last_read")? as u64,
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let sql = "SELECT r.id,
+                          (SELECT COALESCE(MAX(seq), 0) FROM events e WHERE e.topic = 'chat:' || r.name),
+                          COALESCE((SELECT last_read FROM room_reads x WHERE x.room_id = r.id AND x.user_id = $1), 0)
+                   FROM rooms r";
+        let rows: Vec<(i64, i64, i64)> =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(user_id).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(|(room, head, read)| (room, head as u64, read as u64)).collect())
     }
 }
 
@@ -217,12 +181,7 @@ mod tests {
     use super::*;
     use crate::store::events::NewEvent;
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/db/test.db", dir.path().display());
-        let store = Store::open(&url).await.unwrap();
-        (dir, store)
-    }
+    use crate::store::testing::each_engine;
 
     fn new(room: &str, id: &str, text: &str) -> NewEvent {
         NewEvent { topic: Arc::from(chat_topic(room)), id: id.into(), payload: payload("ann", text) }
@@ -230,32 +189,34 @@ mod tests {
 
     #[tokio::test]
     async fn messages_are_their_rooms_events() {
-        let (_dir, store) = store().await;
-        store.create_room("other", false, None).await.unwrap();
-        let mut log = store.event_writer().await.unwrap();
-        let texts = ["a \"quoted\" <b>text</b>", "é\n😀", "third"];
-        let batch = [new("lobby", "1", texts[0]), new("other", "2", texts[1]), new("lobby", "3", texts[2])];
-        log.append_batch(&batch).await.unwrap();
-        let lobby = store.messages_after("lobby", 0, 10).await.unwrap();
-        let read: Vec<_> =
-            lobby.iter().map(|m| (m.offset, m.id.as_str(), m.author.as_str(), m.text.as_str())).collect();
-        assert_eq!(read, vec![(1, "1", "ann", texts[0]), (2, "3", "ann", texts[2])]);
-        assert_eq!(store.messages_after("other", 0, 10).await.unwrap()[0].text, texts[1]);
-        assert_eq!((store.head("lobby").await.unwrap(), store.head("other").await.unwrap()), (2, 1));
-        let (latest, more) = store.messages_before("lobby", None, 1).await.unwrap();
-        assert_eq!((latest[0].offset, more), (2, true));
+        for store in each_engine().await {
+            store.create_room("other", false, None).await.unwrap();
+            let mut log = store.event_writer().await.unwrap();
+            let texts = ["a \"quoted\" <b>text</b>", "é\n😀", "third"];
+            let batch = [new("lobby", "1", texts[0]), new("other", "2", texts[1]), new("lobby", "3", texts[2])];
+            log.append_batch(&batch).await.unwrap();
+            let lobby = store.messages_after("lobby", 0, 10).await.unwrap();
+            let read: Vec<_> =
+                lobby.iter().map(|m| (m.offset, m.id.as_str(), m.author.as_str(), m.text.as_str())).collect();
+            assert_eq!(read, vec![(1, "1", "ann", texts[0]), (2, "3", "ann", texts[2])]);
+            assert_eq!(store.messages_after("other", 0, 10).await.unwrap()[0].text, texts[1]);
+            assert_eq!((store.head("lobby").await.unwrap(), store.head("other").await.unwrap()), (2, 1));
+            let (latest, more) = store.messages_before("lobby", None, 1).await.unwrap();
+            assert_eq!((latest[0].offset, more), (2, true));
+        }
     }
 
     #[tokio::test]
     async fn unread_counts_come_from_each_rooms_head() {
-        let (_dir, store) = store().await;
-        let user = store.create_user("reader", "hash").await.unwrap();
-        let lobby = store.room("lobby").await.unwrap().unwrap();
-        let mut log = store.event_writer().await.unwrap();
-        log.append_batch(&[new("lobby", "1", "a"), new("lobby", "2", "b"), new("lobby", "3", "c")]).await.unwrap();
-        store.mark_read(user.id, lobby.id, 1).await.unwrap();
-        store.mark_read(user.id, lobby.id, 0).await.unwrap();
-        assert_eq!(store.read_state(user.id).await.unwrap(), vec![(lobby.id, 3, 1)], "the marker never moves back");
+        for store in each_engine().await {
+            let user = store.create_user("reader", "hash").await.unwrap();
+            let lobby = store.room("lobby").await.unwrap().unwrap();
+            let mut log = store.event_writer().await.unwrap();
+            log.append_batch(&[new("lobby", "1", "a"), new("lobby", "2", "b"), new("lobby", "3", "c")]).await.unwrap();
+            store.mark_read(user.id, lobby.id, 1).await.unwrap();
+            store.mark_read(user.id, lobby.id, 0).await.unwrap();
+            assert_eq!(store.read_state(user.id).await.unwrap(), vec![(lobby.id, 3, 1)], "the marker never moves back");
+        }
     }
 
     /// The migration that moved messages into the log of events keeps every message as it was.
@@ -303,31 +264,33 @@ mod tests {
 
     #[tokio::test]
     async fn appends_succeed_while_other_connections_write() {
-        let (_dir, store) = store().await;
-        let lobby = store.room("lobby").await.unwrap().unwrap();
-        let user = store.create_user("reader", "hash").await.unwrap();
-        let writer = {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for i in 0..200u64 {
-                    store.mark_read(user.id, lobby.id, i).await.unwrap();
-                }
-            })
-        };
-        let mut log = store.event_writer().await.unwrap();
-        for i in 0..200 {
-            let out = log.append_batch(&[new("lobby", &format!("c{i}"), "x")]).await;
-            assert!(out.is_ok(), "append {i} failed: {out:?}");
+        for store in each_engine().await {
+            let lobby = store.room("lobby").await.unwrap().unwrap();
+            let user = store.create_user("reader", "hash").await.unwrap();
+            let writer = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..200u64 {
+                        store.mark_read(user.id, lobby.id, i).await.unwrap();
+                    }
+                })
+            };
+            let mut log = store.event_writer().await.unwrap();
+            for i in 0..200 {
+                let out = log.append_batch(&[new("lobby", &format!("c{i}"), "x")]).await;
+                assert!(out.is_ok(), "append {i} failed: {out:?}");
+            }
+            writer.await.unwrap();
         }
-        writer.await.unwrap();
     }
 
     #[tokio::test]
     async fn room_names_are_unique() {
-        let (_dir, store) = store().await;
-        assert!(matches!(store.create_room("lobby", false, None).await, Err(StoreError::RoomExists(_))));
-        store.create_room("x", false, None).await.unwrap();
-        let names: Vec<_> = store.rooms().await.unwrap().into_iter().map(|r| r.name).collect();
-        assert_eq!(names, vec!["lobby", "x"]);
+        for store in each_engine().await {
+            assert!(matches!(store.create_room("lobby", false, None).await, Err(StoreError::RoomExists(_))));
+            store.create_room("x", false, None).await.unwrap();
+            let names: Vec<_> = store.rooms().await.unwrap().into_iter().map(|r| r.name).collect();
+            assert_eq!(names, vec!["lobby", "x"]);
+        }
     }
 }

@@ -5,10 +5,8 @@
 //! one row per sensor and minute (min, max, average, count), merging into a row that
 //! exists already, and deletes them, in one transaction.
 
-use sqlx::Row;
-
 use crate::sensors::protocol::{HistoryPoint, Reading, SensorInfo};
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, on_pool, BeginWrite, Store, StoreError};
 
 /// A sensor as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,21 +80,45 @@ pub struct Compacted {
 const SENSOR_COLUMNS: &str = "s.id, s.owner_id, s.name, s.unit, s.range_min, s.range_max, s.alert_low, s.alert_high,
      s.token_hash, u.username AS owner_name";
 
-fn row_to_sensor(r: &sqlx::sqlite::SqliteRow) -> Result<Sensor, sqlx::Error> {
-    Ok(Sensor {
-        info: SensorInfo {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            unit: r.try_get("unit")?,
-            range_min: r.try_get("range_min")?,
-            range_max: r.try_get("range_max")?,
-            alert_low: r.try_get("alert_low")?,
-            alert_high: r.try_get("alert_high")?,
-        },
-        owner_id: r.try_get("owner_id")?,
-        owner_name: r.try_get("owner_name")?,
-        token_hash: r.try_get("token_hash")?,
-    })
+/// A row of [`SENSOR_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct SensorRow {
+    id: i64,
+    owner_id: Option<i64>,
+    name: String,
+    unit: String,
+    range_min: Option<f64>,
+    range_max: Option<f64>,
+    alert_low: Option<f64>,
+    alert_high: Option<f64>,
+    token_hash: String,
+    owner_name: Option<String>,
+}
+
+impl From<SensorRow> for Sensor {
+    fn from(r: SensorRow) -> Sensor {
+        Sensor {
+            info: SensorInfo {
+                id: r.id,
+                name: r.name,
+                unit: r.unit,
+                range_min: r.range_min,
+                range_max: r.range_max,
+                alert_low: r.alert_low,
+                alert_high: r.alert_high,
+            },
+            owner_id: r.owner_id,
+            owner_name: r.owner_name,
+            token_hash: r.token_hash,
+        }
+    }
+}
+
+/// Which sensor [`Store::sensor_where`] looks for.
+enum SensorKey<'a> {
+    Id(i64),
+    Name(&'a str),
+    Token(&'a str),
 }
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -108,7 +130,7 @@ pub const MINUTE_MS: i64 = 60_000;
 const INSERT_CHUNKS: [usize; 9] = [256, 128, 64, 32, 16, 8, 4, 2, 1];
 
 /// One row's `INSERT`, also the fallback of [`insert_chunk`].
-const INSERT_ONE: &str = "INSERT INTO sensor_readings (sensor_id, ts, value) VALUES (?, ?, ?)";
+const INSERT_ONE: &str = "INSERT INTO sensor_readings (sensor_id, ts, value) VALUES ($1, $2, $3)";
 
 /// The largest chunk of [`INSERT_CHUNKS`] that fits in `remaining` rows (at least 1), with
 /// its statement; the statements' texts are built once.
@@ -118,7 +140,9 @@ fn insert_chunk(remaining: usize) -> (usize, &'static str) {
         INSERT_CHUNKS
             .iter()
             .map(|&size| {
-                let values = vec!["(?, ?, ?)"; size].join(", ");
+                let values: Vec<String> =
+                    (0..size).map(|row| format!("(${}, ${}, ${})", 3 * row + 1, 3 * row + 2, 3 * row + 3)).collect();
+                let values = values.join(", ");
                 format!("INSERT INTO sensor_readings (sensor_id, ts, value) VALUES {values}")
             })
             .collect()
@@ -133,187 +157,188 @@ fn insert_chunk(remaining: usize) -> (usize, &'static str) {
 impl Store {
     /// Create a sensor. Fails with `NameTaken` when another sensor has the name (in any case).
     pub async fn create_sensor(&self, new: &NewSensor<'_>) -> Result<Sensor, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let result = sqlx::query(
-            "INSERT INTO sensors (owner_id, name, unit, range_min, range_max, alert_low, alert_high, token_hash, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(new.owner_id)
-        .bind(new.name)
-        .bind(new.unit)
-        .bind(new.range_min)
-        .bind(new.range_max)
-        .bind(new.alert_low)
-        .bind(new.alert_high)
-        .bind(new.token_hash)
-        .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await;
-        let id: i64 = match result {
-            Ok(row) => row.try_get("id")?,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::NameTaken(new.name.to_owned()))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let row = sqlx::query(&format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE s.id = ?"
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let sensor = row_to_sensor(&row)?;
-        tx.commit().await?;
-        Ok(sensor)
+        let select =
+            format!("SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE s.id = $1");
+        let created: Result<SensorRow, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin_write().await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO sensors (owner_id, name, unit, range_min, range_max, alert_low, alert_high, token_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(new.owner_id)
+            .bind(new.name)
+            .bind(new.unit)
+            .bind(new.range_min)
+            .bind(new.range_max)
+            .bind(new.alert_low)
+            .bind(new.alert_high)
+            .bind(new.token_hash)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?;
+            let row: SensorRow = sqlx::query_as(&select).bind(id).fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(row)
+        }
+        .await);
+        match created {
+            Ok(row) => Ok(row.into()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::NameTaken(new.name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn sensor(&self, id: i64) -> Result<Option<Sensor>, StoreError> {
-        self.sensor_where("s.id = ?", id).await
+        self.sensor_where(SensorKey::Id(id)).await
     }
 
     /// A sensor by name, in any case.
     pub async fn sensor_by_name(&self, name: &str) -> Result<Option<Sensor>, StoreError> {
-        self.sensor_where("s.name = ?", name.to_owned()).await
+        self.sensor_where(SensorKey::Name(name)).await
     }
 
     /// The sensor whose own token has this hash.
     pub async fn sensor_by_token(&self, token_hash: &str) -> Result<Option<Sensor>, StoreError> {
-        self.sensor_where("s.token_hash = ?", token_hash.to_owned()).await
+        self.sensor_where(SensorKey::Token(token_hash)).await
     }
 
-    /// The sensor matching `condition` (one `?`, bound to `value`).
-    async fn sensor_where<T>(&self, condition: &str, value: T) -> Result<Option<Sensor>, StoreError>
-    where
-        T: for<'q> sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send,
-    {
+    async fn sensor_where(&self, key: SensorKey<'_>) -> Result<Option<Sensor>, StoreError> {
+        let condition = match key {
+            SensorKey::Id(_) => "s.id = $1",
+            // SQLite's column compares without case (NOCASE); PostgreSQL's index is on lower(name).
+            SensorKey::Name(_) => self.pick("s.name = $1", "lower(s.name) = lower($1)"),
+            SensorKey::Token(_) => "s.token_hash = $1",
+        };
         let sql =
             format!("SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id WHERE {condition}");
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
-        Ok(row.as_ref().map(row_to_sensor).transpose()?)
+        let row: Option<SensorRow> = on_pool!(self, pool => {
+            let query = sqlx::query_as(&sql);
+            let query = match key {
+                SensorKey::Id(id) => query.bind(id),
+                SensorKey::Name(text) | SensorKey::Token(text) => query.bind(text),
+            };
+            query.fetch_optional(pool).await?
+        });
+        Ok(row.map(Sensor::from))
     }
 
     /// Every sensor, by name.
     pub async fn sensors(&self) -> Result<Vec<Sensor>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id ORDER BY s.name COLLATE NOCASE, s.id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(row_to_sensor).collect::<Result<_, _>>()?)
+        let sql = format!(
+            "SELECT {SENSOR_COLUMNS} FROM sensors s LEFT JOIN users u ON u.id = s.owner_id ORDER BY lower(s.name), s.id"
+        );
+        let rows: Vec<SensorRow> = on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(Sensor::from).collect())
     }
 
     /// Set a sensor's alert thresholds. False when there is no such sensor.
     pub async fn set_sensor_alerts(&self, id: i64, low: Option<f64>, high: Option<f64>) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sensors SET alert_low = ?, alert_high = ? WHERE id = ?")
-            .bind(low)
-            .bind(high)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let sql = "UPDATE sensors SET alert_low = $1, alert_high = $2 WHERE id = $3";
+        let done =
+            on_pool!(self, pool => sqlx::query(sql).bind(low).bind(high).bind(id).execute(pool).await?.rows_affected());
+        Ok(done == 1)
     }
 
     /// Replace a sensor's token. False when there is no such sensor.
     pub async fn set_sensor_token(&self, id: i64, token_hash: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sensors SET token_hash = ? WHERE id = ?")
-            .bind(token_hash)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let sql = "UPDATE sensors SET token_hash = $1 WHERE id = $2";
+        let done =
+            on_pool!(self, pool => sqlx::query(sql).bind(token_hash).bind(id).execute(pool).await?.rows_affected());
+        Ok(done == 1)
     }
 
     /// Delete a sensor with its readings and rollups. False when there is no such sensor.
     pub async fn delete_sensor(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM sensor_readings WHERE sensor_id = ?").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM sensor_minutes WHERE sensor_id = ?").bind(id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM sensor_posts WHERE sensor_id = ?").bind(id).execute(&mut *tx).await?;
-        let done = sqlx::query("DELETE FROM sensors WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let done = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for sql in [
+                "DELETE FROM sensor_readings WHERE sensor_id = $1",
+                "DELETE FROM sensor_minutes WHERE sensor_id = $1",
+                "DELETE FROM sensor_posts WHERE sensor_id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+            let done = sqlx::query("DELETE FROM sensors WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            done.rows_affected()
+        });
+        Ok(done == 1)
     }
 
     /// Store batches of readings in one transaction, in order, with multi-row inserts. Batches
     /// of sensors deleted meanwhile, and batches whose id was stored before (in an earlier
     /// transaction or earlier in this one), are skipped; the answer says, per batch, which.
     pub async fn append_readings(&self, batches: &[ReadingBatch]) -> Result<Vec<ReadingsStored>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut stored = Vec::with_capacity(batches.len());
-        let mut known: Vec<(i64, bool)> = Vec::new();
-        let mut rows: Vec<(i64, &Reading)> = Vec::with_capacity(batches.iter().map(|b| b.readings.len()).sum());
-        for batch in batches {
-            let exists = match known.iter().find(|(id, _)| *id == batch.sensor_id) {
-                Some(&(_, exists)) => exists,
-                None => {
-                    let exists = sqlx::query("SELECT 1 FROM sensors WHERE id = ?")
-                        .bind(batch.sensor_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some();
-                    known.push((batch.sensor_id, exists));
-                    exists
-                }
-            };
-            if !exists {
-                stored.push(ReadingsStored::UnknownSensor);
-                continue;
-            }
-            if let Some(client_id) = &batch.client_id {
-                let first = sqlx::query(
-                    "INSERT INTO sensor_posts (sensor_id, client_id, created_at) VALUES (?, ?, ?)
-                     ON CONFLICT (sensor_id, client_id) DO NOTHING",
-                )
-                .bind(batch.sensor_id)
-                .bind(client_id)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !first {
-                    stored.push(ReadingsStored::Duplicate);
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut stored = Vec::with_capacity(batches.len());
+            let mut known: Vec<(i64, bool)> = Vec::new();
+            let mut rows: Vec<(i64, &Reading)> = Vec::with_capacity(batches.iter().map(|b| b.readings.len()).sum());
+            for batch in batches {
+                let exists = match known.iter().find(|(id, _)| *id == batch.sensor_id) {
+                    Some(&(_, exists)) => exists,
+                    None => {
+                        let exists = sqlx::query("SELECT 1 FROM sensors WHERE id = $1")
+                            .bind(batch.sensor_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .is_some();
+                        known.push((batch.sensor_id, exists));
+                        exists
+                    }
+                };
+                if !exists {
+                    stored.push(ReadingsStored::UnknownSensor);
                     continue;
                 }
+                if let Some(client_id) = &batch.client_id {
+                    let first = sqlx::query(
+                        "INSERT INTO sensor_posts (sensor_id, client_id, created_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (sensor_id, client_id) DO NOTHING",
+                    )
+                    .bind(batch.sensor_id)
+                    .bind(client_id)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if !first {
+                        stored.push(ReadingsStored::Duplicate);
+                        continue;
+                    }
+                }
+                rows.extend(batch.readings.iter().map(|reading| (batch.sensor_id, reading)));
+                stored.push(ReadingsStored::Stored);
             }
-            rows.extend(batch.readings.iter().map(|reading| (batch.sensor_id, reading)));
-            stored.push(ReadingsStored::Stored);
-        }
-        let mut rest = rows.as_slice();
-        while !rest.is_empty() {
-            let (size, sql) = insert_chunk(rest.len());
-            let (chunk, tail) = rest.split_at(size);
-            let mut insert = sqlx::query(sql);
-            for &(sensor_id, reading) in chunk {
-                insert = insert.bind(sensor_id).bind(reading.ts).bind(reading.value);
+            let mut rest = rows.as_slice();
+            while !rest.is_empty() {
+                let (size, sql) = insert_chunk(rest.len());
+                let (chunk, tail) = rest.split_at(size);
+                let mut insert = sqlx::query(sql);
+                for &(sensor_id, reading) in chunk {
+                    insert = insert.bind(sensor_id).bind(reading.ts).bind(reading.value);
+                }
+                insert.execute(&mut *tx).await?;
+                rest = tail;
             }
-            insert.execute(&mut *tx).await?;
-            rest = tail;
-        }
-        tx.commit().await?;
-        Ok(stored)
+            tx.commit().await?;
+            stored
+        }))
     }
 
     /// The latest reading of a sensor by time: the latest raw one, else the average of the
     /// latest rolled-up minute.
     pub async fn latest_reading(&self, sensor_id: i64) -> Result<Option<Reading>, StoreError> {
-        let row =
-            sqlx::query("SELECT ts, value FROM sensor_readings WHERE sensor_id = ? ORDER BY ts DESC, id DESC LIMIT 1")
-                .bind(sensor_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let raw = row
-            .map(|r| Ok::<_, sqlx::Error>(Reading { ts: r.try_get("ts")?, value: r.try_get("value")? }))
-            .transpose()?;
-        let row =
-            sqlx::query("SELECT minute, avg FROM sensor_minutes WHERE sensor_id = ? ORDER BY minute DESC LIMIT 1")
-                .bind(sensor_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let minute = row
-            .map(|r| Ok::<_, sqlx::Error>(Reading { ts: r.try_get("minute")?, value: r.try_get("avg")? }))
-            .transpose()?;
-        Ok(match (raw, minute) {
+        let raw = "SELECT ts, value FROM sensor_readings WHERE sensor_id = $1 ORDER BY ts DESC, id DESC LIMIT 1";
+        let minute = "SELECT minute, avg FROM sensor_minutes WHERE sensor_id = $1 ORDER BY minute DESC LIMIT 1";
+        type Point = Option<(i64, f64)>;
+        let (raw, minute): (Point, Point) = on_pool!(self, pool => (
+            sqlx::query_as(raw).bind(sensor_id).fetch_optional(pool).await?,
+            sqlx::query_as(minute).bind(sensor_id).fetch_optional(pool).await?,
+        ));
+        let reading = |(ts, value)| Reading { ts, value };
+        Ok(match (raw.map(reading), minute.map(reading)) {
             (Some(raw), Some(minute)) if minute.ts > raw.ts => Some(minute),
             (Some(raw), _) => Some(raw),
             (None, minute) => minute,
@@ -322,19 +347,9 @@ impl Store {
 
     /// How many raw readings and rollup rows a sensor has in `[from, to)`.
     pub async fn history_counts(&self, sensor_id: i64, from: i64, to: i64) -> Result<(i64, i64), StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM sensor_readings WHERE sensor_id = ? AND ts >= ? AND ts < ?) AS raw,
-                    (SELECT COUNT(*) FROM sensor_minutes WHERE sensor_id = ? AND minute >= ? AND minute < ?) AS minutes",
-        )
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((row.try_get("raw")?, row.try_get("minutes")?))
+        let sql = "SELECT (SELECT COUNT(*) FROM sensor_readings WHERE sensor_id = $1 AND ts >= $2 AND ts < $3),
+                          (SELECT COUNT(*) FROM sensor_minutes WHERE sensor_id = $1 AND minute >= $2 AND minute < $3)";
+        Ok(on_pool!(self, pool => sqlx::query_as(sql).bind(sensor_id).bind(from).bind(to).fetch_one(pool).await?))
     }
 
     /// Raw readings in `[from, to)`, oldest first, at most `limit`.
@@ -345,19 +360,16 @@ impl Store {
         to: i64,
         limit: i64,
     ) -> Result<Vec<Reading>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts, value FROM sensor_readings WHERE sensor_id = ? AND ts >= ? AND ts < ? ORDER BY ts, id LIMIT ?",
-        )
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok(Reading { ts: r.try_get("ts")?, value: r.try_get("value")? }))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let sql = "SELECT ts, value FROM sensor_readings WHERE sensor_id = $1 AND ts >= $2 AND ts < $3
+                   ORDER BY ts, id LIMIT $4";
+        let rows: Vec<(i64, f64)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(sensor_id)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(|(ts, value)| Reading { ts, value }).collect())
     }
 
     /// Raw readings and rollups in `[from, to)` grouped into buckets of `width` ms starting at
@@ -369,41 +381,31 @@ impl Store {
         to: i64,
         width: i64,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT bucket, MIN(lo) AS lo, MAX(hi) AS hi, SUM(total) AS total, SUM(n) AS n FROM (
-                 SELECT (ts - ?) / ? AS bucket, value AS lo, value AS hi, value AS total, 1 AS n
-                 FROM sensor_readings WHERE sensor_id = ? AND ts >= ? AND ts < ?
-                 UNION ALL
-                 SELECT (minute - ?) / ?, min, max, avg * count, count
-                 FROM sensor_minutes WHERE sensor_id = ? AND minute >= ? AND minute < ?
-             ) GROUP BY bucket ORDER BY bucket",
-        )
-        .bind(from)
-        .bind(width)
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .bind(from)
-        .bind(width)
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let count: i64 = r.try_get("n")?;
-                let total: f64 = r.try_get("total")?;
-                Ok(HistoryPoint {
-                    ts: from + r.try_get::<i64, _>("bucket")? * width,
-                    value: total / count.max(1) as f64,
-                    min: r.try_get("lo")?,
-                    max: r.try_get("hi")?,
-                    count,
-                })
+        // The sums are cast back: PostgreSQL's SUM of BIGINT is NUMERIC.
+        let sql = "SELECT bucket, MIN(lo), MAX(hi), SUM(total), CAST(SUM(n) AS BIGINT) FROM (
+                       SELECT (ts - $1) / $2 AS bucket, value AS lo, value AS hi, value AS total, CAST(1 AS BIGINT) AS n
+                       FROM sensor_readings WHERE sensor_id = $3 AND ts >= $1 AND ts < $4
+                       UNION ALL
+                       SELECT (minute - $1) / $2, min, max, avg * count, count
+                       FROM sensor_minutes WHERE sensor_id = $3 AND minute >= $1 AND minute < $4
+                   ) AS points GROUP BY bucket ORDER BY bucket";
+        let rows: Vec<(i64, f64, f64, f64, i64)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(from)
+            .bind(width)
+            .bind(sensor_id)
+            .bind(to)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(bucket, min, max, total, count)| HistoryPoint {
+                ts: from + bucket * width,
+                value: total / count.max(1) as f64,
+                min,
+                max,
+                count,
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .collect())
     }
 
     /// Up to `limit` export rows in `[from, to)` after `after` (a row's [`ExportRow::key`]), in
@@ -416,71 +418,56 @@ impl Store {
         after: (i64, i64, i64),
         limit: i64,
     ) -> Result<Vec<ExportRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT ts, kind, rid, value, lo, hi, n FROM (
-                 SELECT minute AS ts, 0 AS kind, 0 AS rid, avg AS value, min AS lo, max AS hi, count AS n
-                 FROM sensor_minutes WHERE sensor_id = ? AND minute >= ? AND minute < ?
-                 UNION ALL
-                 SELECT ts, 1, id, value, NULL, NULL, NULL
-                 FROM sensor_readings WHERE sensor_id = ? AND ts >= ? AND ts < ?
-             ) WHERE (ts, kind, rid) > (?, ?, ?) ORDER BY ts, kind, rid LIMIT ?",
-        )
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .bind(sensor_id)
-        .bind(from)
-        .bind(to)
-        .bind(after.0)
-        .bind(after.1)
-        .bind(after.2)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let ts: i64 = r.try_get("ts")?;
-                let value: f64 = r.try_get("value")?;
-                Ok(if r.try_get::<i64, _>("kind")? == 0 {
-                    ExportRow::Minute {
-                        minute: ts,
-                        min: r.try_get("lo")?,
-                        max: r.try_get("hi")?,
-                        avg: value,
-                        count: r.try_get("n")?,
-                    }
-                } else {
-                    ExportRow::Raw { id: r.try_get("rid")?, reading: Reading { ts, value } }
-                })
+        let sql = "SELECT ts, kind, rid, value, lo, hi, n FROM (
+                       SELECT minute AS ts, CAST(0 AS BIGINT) AS kind, CAST(0 AS BIGINT) AS rid, avg AS value,
+                              min AS lo, max AS hi, count AS n
+                       FROM sensor_minutes WHERE sensor_id = $1 AND minute >= $2 AND minute < $3
+                       UNION ALL
+                       SELECT ts, 1, id, value, NULL, NULL, NULL
+                       FROM sensor_readings WHERE sensor_id = $1 AND ts >= $2 AND ts < $3
+                   ) AS rows WHERE (ts, kind, rid) > ($4, $5, $6) ORDER BY ts, kind, rid LIMIT $7";
+        type Row = (i64, i64, i64, f64, Option<f64>, Option<f64>, Option<i64>);
+        let rows: Vec<Row> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(sensor_id)
+            .bind(from)
+            .bind(to)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(after.2)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(ts, kind, rid, value, lo, hi, n)| match (kind, lo, hi, n) {
+                (0, Some(min), Some(max), Some(count)) => ExportRow::Minute { minute: ts, min, max, avg: value, count },
+                _ => ExportRow::Raw { id: rid, reading: Reading { ts, value } },
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+            .collect())
     }
 
     /// Fold every raw reading before `cutoff` (a minute boundary) into per-minute rollups,
     /// merging with rollups that exist already, and delete those readings; one transaction.
     pub async fn compact_readings(&self, cutoff: i64) -> Result<Compacted, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // `WHERE true` lets SQLite parse the upsert after a SELECT with GROUP BY.
-        let merged = sqlx::query(
-            "INSERT INTO sensor_minutes (sensor_id, minute, min, max, avg, count)
-             SELECT sensor_id, (ts / 60000) * 60000 AS minute, MIN(value), MAX(value), AVG(value), COUNT(*)
-             FROM sensor_readings WHERE ts < ? AND true GROUP BY sensor_id, minute
-             ON CONFLICT (sensor_id, minute) DO UPDATE SET
-                 min = MIN(sensor_minutes.min, excluded.min),
-                 max = MAX(sensor_minutes.max, excluded.max),
-                 avg = (sensor_minutes.avg * sensor_minutes.count + excluded.avg * excluded.count)
-                       / (sensor_minutes.count + excluded.count),
-                 count = sensor_minutes.count + excluded.count",
-        )
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
-        let deleted = sqlx::query("DELETE FROM sensor_readings WHERE ts < ?").bind(cutoff).execute(&mut *tx).await?;
-        // Ids of posts as old as the readings dropped: no retry comes that late.
-        sqlx::query("DELETE FROM sensor_posts WHERE created_at < ?").bind(cutoff).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(Compacted { readings: deleted.rows_affected(), minutes: merged.rows_affected() })
+        let merge = "INSERT INTO sensor_minutes (sensor_id, minute, min, max, avg, count)
+                     SELECT sensor_id, (ts / 60000) * 60000 AS minute, MIN(value), MAX(value), AVG(value), COUNT(*)
+                     FROM sensor_readings WHERE ts < $1 AND true GROUP BY sensor_id, (ts / 60000) * 60000
+                     ON CONFLICT (sensor_id, minute) DO UPDATE SET
+                         min = CASE WHEN excluded.min < sensor_minutes.min THEN excluded.min ELSE sensor_minutes.min END,
+                         max = CASE WHEN excluded.max > sensor_minutes.max THEN excluded.max ELSE sensor_minutes.max END,
+                         avg = (sensor_minutes.avg * sensor_minutes.count + excluded.avg * excluded.count)
+                               / (sensor_minutes.count + excluded.count),
+                         count = sensor_minutes.count + excluded.count";
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let merged = sqlx::query(merge).bind(cutoff).execute(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM sensor_readings WHERE ts < $1").bind(cutoff).execute(&mut *tx).await?;
+            // Ids of posts as old as the readings dropped: no retry comes that late.
+            sqlx::query("DELETE FROM sensor_posts WHERE created_at < $1").bind(cutoff).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Compacted { readings: deleted.rows_affected(), minutes: merged.rows_affected() }
+        }))
     }
 }
 
@@ -494,7 +481,8 @@ mod tests {
         let mut sizes = Vec::new();
         while left > 0 {
             let (size, sql) = insert_chunk(left);
-            assert_eq!(sql.matches('?').count(), 3 * size);
+            assert_eq!(sql.matches('$').count(), 3 * size);
+            assert!(sql.ends_with(&format!("${})", 3 * size)));
             sizes.push(size);
             left -= size;
         }
@@ -504,8 +492,12 @@ mod tests {
 
     #[tokio::test]
     async fn chunked_appends_keep_every_reading_in_order_and_skip_unknown_sensors() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}/test.db", dir.path().display())).await.unwrap();
+        for store in crate::store::testing::each_engine().await {
+            chunked_appends(&store).await;
+        }
+    }
+
+    async fn chunked_appends(store: &Store) {
         let new = NewSensor {
             owner_id: None,
             name: "chunks",

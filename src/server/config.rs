@@ -149,7 +149,8 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// Database URL. The default SQLite file is created and migrated at start.
+    /// Database URL: `sqlite://FILE` (one process; the file is created) or `postgres://...`
+    /// (one node or several). Migrated at start.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/switchboard.db")]
     pub database_url: String,
 

@@ -1,22 +1,30 @@
-//! The store: what must survive a restart, in SQLite (the default engine). This module opens
-//! and migrates the database and keeps it healthy; each feature's queries are an `impl Store`
-//! in its own folder (`chat/store.rs`, `sensors/store.rs`, `accounts/store.rs`), so that a
-//! second engine is added beside each feature's queries, not through its code.
+//! The store: what must survive a restart, in SQLite (the default engine, one process) or in
+//! PostgreSQL (several nodes, `--database-url postgres://...`). This module opens and migrates
+//! the database and keeps it healthy; each feature's queries are an `impl Store` in its own
+//! folder (`chat/store.rs`, `sensors/store.rs`, `accounts/store.rs`).
+//!
+//! The two engines are two native sqlx pools ([`Pool`]), not `sqlx::AnyPool`, which has no
+//! arrays, no JSON and drops SQLite's connection options (docs/architecture.md, "Engines"). A
+//! query whose SQL both engines take is written once, with `$N` placeholders, and compiled for
+//! each pool by [`on_pool!`]; where they differ, [`Store::pick`] chooses the text.
 //!
 //! Writes come in batches from each log's single writer, one transaction per batch (group
 //! commit), so a burst of messages costs one fsync, not one each.
 //!
-//! The write-ahead log is copied back into the database file (a checkpoint) by a task of
-//! its own, on a pooled connection, not a writer's ([`Checkpoints::Background`]). SQLite's
-//! default is to do it inside whichever commit passes 1,000 pages of log: every few hundred
-//! commits, one would then copy the log and `fsync` the database file before it returns,
-//! delaying that batch's acknowledgements and fan-out by milliseconds (docs/benchmarks.md).
+//! On SQLite, the write-ahead log is copied back into the database file (a checkpoint) by a
+//! task of its own, on a pooled connection, not a writer's ([`Checkpoints::Background`]).
+//! SQLite's default is to do it inside whichever commit passes 1,000 pages of log: every few
+//! hundred commits, one would then copy the log and `fsync` the database file before it
+//! returns, delaying that batch's acknowledgements and fan-out by milliseconds
+//! (docs/benchmarks.md).
 
 use std::str::FromStr;
 use std::time::Duration;
 
 pub mod events;
+pub mod testing;
 
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +41,79 @@ pub enum StoreError {
     NameTaken(String),
     #[error("a stored event is not readable: {0}")]
     Payload(String),
+    #[error("unsupported database URL {0:?}: give sqlite://FILE or postgres://...")]
+    Url(String),
 }
+
+/// The engine's pool. Each feature's queries (`impl Store` in its `store.rs`) run on it.
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run `$body` with `$pool` bound to the store's pool, whichever engine it is: the body is
+/// compiled once per engine, so the same query text and binds serve both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// A transaction that writes: on SQLite it takes the write lock at once (`BEGIN IMMEDIATE`,
+/// so that it never fails half-way for want of it); on PostgreSQL a plain one (READ
+/// COMMITTED), whose row locks order concurrent writers.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+/// Which engine a database URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn of(url: &str) -> Option<Engine> {
+        if url.starts_with("sqlite:") {
+            Some(Engine::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Engine::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Connections per node to PostgreSQL: the writers' batches and the readers' queries share
+/// them. Six nodes hold 96, under PostgreSQL's default limit of 100.
+const POSTGRES_CONNECTIONS: u32 = 16;
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    /// Each feature's queries (`impl Store` in its `store.rs`) run on it.
-    pub(crate) pool: SqlitePool,
+    pub(crate) pool: Pool,
 }
 
 /// Who copies the write-ahead log back into the database file.
@@ -83,6 +158,27 @@ impl Store {
     /// As [`Store::open`], with checkpoints made as `checkpoints` says. The background task
     /// ends when the store is closed.
     pub async fn open_with(url: &str, checkpoints: Checkpoints) -> Result<Store, StoreError> {
+        match Engine::of(url) {
+            Some(Engine::Sqlite) => Store::open_sqlite(url, checkpoints).await,
+            Some(Engine::Postgres) => Store::open_postgres(url).await,
+            None => Err(StoreError::Url(url.to_owned())),
+        }
+    }
+
+    /// Connect to PostgreSQL and migrate (the migrator takes an advisory lock: nodes that start
+    /// together apply each migration once).
+    async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        // As for SQLite below: after adding a migration file, touch this file.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Store { pool: Pool::Postgres(pool) })
+    }
+
+    async fn open_sqlite(url: &str, checkpoints: Checkpoints) -> Result<Store, StoreError> {
         let checkpoints = match checkpoints {
             // No interval to wait: SQLite's own, then.
             Checkpoints::Background(every) if every.is_zero() => Checkpoints::InCommit,
@@ -118,11 +214,26 @@ impl Store {
         if let Checkpoints::Background(every) = checkpoints {
             tokio::spawn(checkpoint_loop(pool.clone(), every));
         }
-        Ok(Store { pool })
+        Ok(Store { pool: Pool::Sqlite(pool) })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self.pool {
+            Pool::Sqlite(_) => Engine::Sqlite,
+            Pool::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The SQL text for this store's engine, where the two differ.
+    pub(crate) fn pick(&self, sqlite: &'static str, postgres: &'static str) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => sqlite,
+            Pool::Postgres(_) => postgres,
+        }
     }
 }
 

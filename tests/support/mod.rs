@@ -3,12 +3,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use switchboard::server::config::Config;
 use switchboard::server::{AppState, Server};
+use switchboard::store::testing::TestDatabase;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -27,6 +29,14 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    /// The database of its own on the test PostgreSQL, when the tests run on PostgreSQL.
+    _database: Option<Arc<TestDatabase>>,
+}
+
+/// The engine the servers of these tests store in: SQLite, unless `SWITCHBOARD_TEST_ENGINE` is
+/// `postgres` (`make test` runs the feature suites on both).
+pub fn on_postgres() -> bool {
+    std::env::var("SWITCHBOARD_TEST_ENGINE").is_ok_and(|engine| engine == "postgres")
 }
 
 impl TestServer {
@@ -36,9 +46,14 @@ impl TestServer {
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::for_tests(format!("sqlite://{}/test.db", dir.path().display()));
+        let database = if on_postgres() { Some(Arc::new(TestDatabase::create().await)) } else { None };
+        let url = match &database {
+            Some(database) => database.url().to_owned(),
+            None => format!("sqlite://{}/test.db", dir.path().display()),
+        };
+        let mut config = Config::for_tests(url);
         adjust(&mut config);
-        Self::launch(config, dir).await
+        Self::launch(config, dir, database).await
     }
 
     /// Stop, then start again on the same database.
@@ -46,10 +61,10 @@ impl TestServer {
         self.stop().await;
         let config = (*self.state.config).clone();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
-        Self::launch(config, dir).await
+        Self::launch(config, dir, self._database.take()).await
     }
 
-    async fn launch(config: Config, dir: tempfile::TempDir) -> TestServer {
+    async fn launch(config: Config, dir: tempfile::TempDir, database: Option<Arc<TestDatabase>>) -> TestServer {
         let server = Server::bind(config).await.expect("server binds");
         let addr = server.local_addr();
         let redirect = server.redirect_addr();
@@ -63,7 +78,7 @@ impl TestServer {
                 .await
                 .expect("server runs");
         });
-        TestServer { addr, redirect, state, stop: Some(stop), task: Some(task), _dir: dir }
+        TestServer { addr, redirect, state, stop: Some(stop), task: Some(task), _dir: dir, _database: database }
     }
 
     /// Ask for a graceful shutdown and wait until it is done.
