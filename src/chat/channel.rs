@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::protocol::{check_text, ChatFrame, ChatRequest, ChatTopic, HISTORY_MAX, HISTORY_PAGE};
+use super::protocol::{check_text, ChatFrame, ChatRequest, ChatTopic, CHAT_TOPIC_PREFIX, HISTORY_MAX, HISTORY_PAGE};
 use super::server::Chat;
 use super::store::{message, Room};
 use crate::realtime::protocol::{ErrorCode, Request, ServerFrame};
@@ -95,7 +95,7 @@ impl ChatChannel {
 #[async_trait]
 impl Channel for ChatChannel {
     fn topics(&self) -> &'static [&'static str] {
-        &["chat:", "rooms", "activity"]
+        &[CHAT_TOPIC_PREFIX, "rooms", "activity"]
     }
 
     fn spelling(&self) -> &'static [&'static str] {
@@ -122,7 +122,7 @@ impl Channel for ChatChannel {
                 if present {
                     conn.be_present(&name, &self.chat.presence);
                 }
-                let presence = self.chat.presence.frame(&name);
+                let presence = self.chat.presence.frame(&name).await;
                 conn.send(&presence).await
             }
             None => {

@@ -33,12 +33,15 @@ mod start {
             presence_grace: Duration::from_millis(config.presence_grace_ms),
             commit_window: Duration::from_millis(config.commit_window_ms),
         };
-        let chat = Chat::start(setup.store.clone(), setup.hub.clone(), limits)
+        let chat = Chat::start(setup.store.clone(), setup.hub.clone(), setup.cluster.clone(), limits)
             .await
             .map_err(|error| ServeError::Feature(error.to_string()))?;
         setup.channel(ChatChannel { chat: chat.clone() });
         let closing = chat.clone();
-        setup.on_close(async move { closing.close().await });
+        setup.on_close(async move {
+            closing.close().await;
+            closing.presence.close().await;
+        });
         setup.provide(chat);
         Ok(())
     }

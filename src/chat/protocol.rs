@@ -191,15 +191,19 @@ impl ChatTopic {
         match name {
             "rooms" => Some(ChatTopic::Rooms),
             "activity" => Some(ChatTopic::Activity),
-            _ => {
-                name.strip_prefix("chat:").filter(|room| valid_room_name(room)).map(|room| ChatTopic::Room(room.into()))
-            }
+            _ => name
+                .strip_prefix(CHAT_TOPIC_PREFIX)
+                .filter(|room| valid_room_name(room))
+                .map(|room| ChatTopic::Room(room.into())),
         }
     }
 }
 
+/// What every room's topic starts with.
+pub const CHAT_TOPIC_PREFIX: &str = "chat:";
+
 pub fn chat_topic(room: &str) -> String {
-    format!("chat:{room}")
+    format!("{CHAT_TOPIC_PREFIX}{room}")
 }
 
 /// Room names are short slugs so that they read well in URLs: `a-z`, `0-9`, `-`, `_`.

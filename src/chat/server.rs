@@ -7,18 +7,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use super::protocol::{chat_topic, valid_room_name, ChatFrame, ChatMessage, RoomInfo};
+use super::protocol::{chat_topic, valid_room_name, ChatFrame, ChatMessage, RoomInfo, CHAT_TOPIC_PREFIX};
 use super::store::{message, payload, Room};
 use crate::accounts::auth::Identity;
 use crate::accounts::store::User;
-use crate::realtime::server::durable::{Log, Stored, WriteError, Writer};
+use crate::realtime::server::bus::Cluster;
+use crate::realtime::server::durable::{Durable, Stored, WriteError, Writer};
 use crate::realtime::server::hub::{Burst, Event, Hub};
 use crate::realtime::server::limit::RateLimiter;
 use crate::realtime::server::presence::Presence;
 use crate::realtime::server::{encode, user_topic};
-use crate::store::events::{EventWriter, NewEvent};
+use crate::store::events::{Logged, NewEvent};
 use crate::store::{Store, StoreError};
 
 /// The most messages stored in one transaction.
@@ -42,125 +41,33 @@ pub enum ChatError {
     Store(#[from] StoreError),
 }
 
-/// A message on its way into a room's log.
-pub struct Entry {
-    /// The room's topic, `chat:<room>`.
-    topic: Arc<str>,
-    room: Arc<str>,
-    /// Where the message's activity notice goes: `activity` for a public room, each
-    /// member's own topic for a private one.
-    activity: Vec<Arc<str>>,
-    /// The publisher's id.
-    id: String,
-    author: String,
-    text: String,
-}
-
 /// Someone else told of every message stored (the tutorial's `/ws/chat/` mirrors the lobby):
-/// the room, the message, and the burst its fan-out is part of.
+/// the room, the message, and the burst its fan-out is part of. On several nodes, every node
+/// tells its own observers.
 pub type Observer = Box<dyn Fn(&Hub, &str, &ChatMessage, Option<&mut Burst>) + Send + Sync>;
 
-/// How chat messages are stored and fanned out (see [`Log`]).
-pub struct ChatLog {
-    writer: EventWriter,
-    observers: Arc<RwLock<Vec<Observer>>>,
-}
-
-#[async_trait]
-impl Log for ChatLog {
-    type Entry = Entry;
-    type Value = ChatMessage;
-
-    async fn append(&mut self, batch: &[Entry]) -> Result<Vec<Stored<ChatMessage>>, StoreError> {
-        let events: Vec<NewEvent> = batch
-            .iter()
-            .map(|e| NewEvent { topic: e.topic.clone(), id: e.id.clone(), payload: payload(&e.author, &e.text) })
-            .collect();
-        let appended = self.writer.append_batch(&events).await?;
-        appended
-            .into_iter()
-            .zip(batch)
-            .map(|(appended, entry)| {
-                let (offset, duplicate) = (appended.event.offset, appended.duplicate);
-                let value = if duplicate {
-                    // As stored by the earlier try.
-                    message(appended.event)?
-                } else {
-                    let (id, author, text) = (entry.id.clone(), entry.author.clone(), entry.text.clone());
-                    ChatMessage { offset, id, author, text, ts: appended.event.ts }
-                };
-                Ok(Stored { value, offset, duplicate })
-            })
-            .collect()
-    }
-
-    /// Fan a stored message out to the room's subscribers, a notice of it to whoever sees the
-    /// room, and to observers. Each format is encoded once.
-    fn publish(&self, hub: &Hub, entry: &Entry, stored: &Stored<ChatMessage>, mut burst: Option<&mut Burst>) {
-        let message = &stored.value;
-        let topic = &entry.topic;
-        if hub.subscriber_count(topic) > 0 {
-            let frame = encode(&ChatFrame::Message { topic: topic.to_string(), message: message.clone() });
-            hub.publish_in(Event::new(topic.clone(), message.offset, frame, None), burst.as_deref_mut());
-        }
-        if entry.activity.iter().any(|topic| hub.subscriber_count(topic) > 0) {
-            let frame = encode(&ChatFrame::Activity {
-                topic: ACTIVITY_TOPIC.into(),
-                room: entry.room.to_string(),
-                offset: message.offset,
-                author: message.author.clone(),
-                text: message.text.chars().take(200).collect(),
-            });
-            for topic in &entry.activity {
-                hub.publish_in(Event::new(topic.clone(), 0, frame.clone(), None), burst.as_deref_mut());
-            }
-        }
-        for observer in self.observers.read().unwrap_or_else(PoisonError::into_inner).iter() {
-            observer(hub, &entry.room, message, burst.as_deref_mut());
-        }
-    }
-}
-
-pub struct Chat {
-    store: Store,
-    hub: Arc<Hub>,
+/// The rooms and the members of private rooms, as kept in memory from the store. On several
+/// nodes, a node that changes them tells the others, which reload them (`chat.rooms`).
+#[derive(Default)]
+struct Directory {
     rooms: RwLock<HashMap<String, Room>>,
     /// Members of private rooms, by room id.
     members: RwLock<HashMap<i64, HashSet<i64>>>,
-    limiter: RateLimiter,
-    pub presence: Arc<Presence>,
-    writer: Writer<ChatLog>,
-    observers: Arc<RwLock<Vec<Observer>>>,
 }
 
-impl Chat {
-    /// Load the rooms and start the writer.
-    pub async fn start(store: Store, hub: Arc<Hub>, limits: ChatLimits) -> Result<Arc<Chat>, ChatError> {
+impl Directory {
+    async fn load(&self, store: &Store) -> Result<(), StoreError> {
         let rooms = store.rooms().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         let mut members: HashMap<i64, HashSet<i64>> = HashMap::new();
         for (room, user) in store.memberships().await? {
             members.entry(room).or_default().insert(user);
         }
-        let observers = Arc::new(RwLock::new(Vec::new()));
-        let log = ChatLog { writer: store.event_writer().await?, observers: observers.clone() };
-        let writer = Writer::start(log, hub.clone(), MAX_BATCH, limits.commit_window);
-        Ok(Arc::new(Chat {
-            store,
-            hub: hub.clone(),
-            rooms: RwLock::new(rooms),
-            members: RwLock::new(members),
-            limiter: RateLimiter::new(limits.message_rate, limits.message_burst),
-            presence: Presence::new(hub.clone(), limits.presence_grace),
-            writer,
-            observers,
-        }))
+        *self.rooms.write().unwrap_or_else(PoisonError::into_inner) = rooms;
+        *self.members.write().unwrap_or_else(PoisonError::into_inner) = members;
+        Ok(())
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn room(&self, name: &str) -> Option<Room> {
+    fn room(&self, name: &str) -> Option<Room> {
         self.rooms.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
@@ -170,6 +77,140 @@ impl Chat {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&room_id)
             .is_some_and(|members| members.contains(&user_id))
+    }
+
+    /// Where a message's activity notice goes: `activity` for a public room, each member's own
+    /// topic for a private one.
+    fn activity_topics(&self, room: &str) -> Vec<Arc<str>> {
+        match self.room(room) {
+            Some(found) if found.private => {
+                let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
+                members.get(&found.id).map(|m| m.iter().map(|&u| user_topic(u)).collect()).unwrap_or_default()
+            }
+            Some(_) => vec![Arc::from(ACTIVITY_TOPIC)],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// What a room's stored messages mean, and their fan-out (see [`Durable`]).
+struct Messages {
+    directory: Arc<Directory>,
+    observers: RwLock<Vec<Observer>>,
+}
+
+impl Durable for Messages {
+    type Value = ChatMessage;
+
+    fn value(&self, _topic: &str, event: &Logged) -> Result<ChatMessage, StoreError> {
+        message(event.clone())
+    }
+
+    /// Fan a stored message out to the room's subscribers, a notice of it to whoever sees the
+    /// room, and to observers. Each format is encoded once. Every node does this for itself.
+    fn fan_out(&self, hub: &Hub, topic: &Arc<str>, message: &ChatMessage, mut burst: Option<&mut Burst>) {
+        let Some(room) = topic.strip_prefix(CHAT_TOPIC_PREFIX) else { return };
+        if hub.subscriber_count(topic) > 0 {
+            let frame = encode(&ChatFrame::Message { topic: topic.to_string(), message: message.clone() });
+            hub.publish_in(Event::new(topic.clone(), message.offset, frame, None), burst.as_deref_mut());
+        }
+        let activity = self.directory.activity_topics(room);
+        if activity.iter().any(|topic| hub.subscriber_count(topic) > 0) {
+            let frame = encode(&ChatFrame::Activity {
+                topic: ACTIVITY_TOPIC.into(),
+                room: room.to_owned(),
+                offset: message.offset,
+                author: message.author.clone(),
+                text: message.text.chars().take(200).collect(),
+            });
+            for topic in activity {
+                hub.publish_in(Event::new(topic, 0, frame.clone(), None), burst.as_deref_mut());
+            }
+        }
+        for observer in self.observers.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            observer(hub, room, message, burst.as_deref_mut());
+        }
+    }
+}
+
+/// The change every node reloads the directory on.
+const ROOMS_CHANGED: &str = "chat.rooms";
+
+pub struct Chat {
+    store: Store,
+    hub: Arc<Hub>,
+    directory: Arc<Directory>,
+    limiter: RateLimiter,
+    pub presence: Arc<Presence>,
+    writer: Writer<Messages>,
+    messages: Arc<Messages>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl Chat {
+    /// Load the rooms and start the writer.
+    pub async fn start(
+        store: Store,
+        hub: Arc<Hub>,
+        cluster: Option<Arc<Cluster>>,
+        limits: ChatLimits,
+    ) -> Result<Arc<Chat>, ChatError> {
+        let directory = Arc::new(Directory::default());
+        directory.load(&store).await?;
+        let messages = Arc::new(Messages { directory: directory.clone(), observers: RwLock::new(Vec::new()) });
+        let writer = Writer::start(
+            store.event_writer().await?,
+            messages.clone(),
+            hub.clone(),
+            cluster.clone(),
+            MAX_BATCH,
+            limits.commit_window,
+        );
+        if let Some(cluster) = &cluster {
+            cluster.durable(CHAT_TOPIC_PREFIX, messages.clone());
+            let (store, directory) = (store.clone(), Arc::downgrade(&directory));
+            cluster.on_change(
+                ROOMS_CHANGED,
+                Arc::new(move |_: &str| {
+                    let (store, directory) = (store.clone(), directory.clone());
+                    tokio::spawn(async move {
+                        let Some(directory) = directory.upgrade() else { return };
+                        if let Err(error) = directory.load(&store).await {
+                            tracing::error!(%error, "reloading the rooms failed");
+                        }
+                    });
+                }),
+            );
+        }
+        Ok(Arc::new(Chat {
+            store,
+            hub: hub.clone(),
+            directory,
+            limiter: RateLimiter::new(limits.message_rate, limits.message_burst),
+            presence: Presence::new(hub.clone(), cluster.clone(), limits.presence_grace),
+            writer,
+            messages,
+            cluster,
+        }))
+    }
+
+    /// Tell the other nodes that rooms or members changed.
+    fn rooms_changed(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.changed(ROOMS_CHANGED, "");
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn room(&self, name: &str) -> Option<Room> {
+        self.directory.room(name)
+    }
+
+    fn is_member(&self, room_id: i64, user_id: i64) -> bool {
+        self.directory.is_member(room_id, user_id)
     }
 
     /// Whether `who` may read and write `room`.
@@ -186,6 +227,7 @@ impl Chat {
     /// The rooms `who` may see, by name.
     pub fn rooms_for(&self, who: &Identity) -> Vec<Room> {
         let mut rooms: Vec<Room> = self
+            .directory
             .rooms
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -208,9 +250,11 @@ impl Chat {
         let room = self.store.create_room(name, private, creator.map(|u| u.id)).await?;
         let info = room_info(&room);
         if let (true, Some(user)) = (private, creator) {
-            self.members.write().unwrap_or_else(PoisonError::into_inner).entry(room.id).or_default().insert(user.id);
+            let mut members = self.directory.members.write().unwrap_or_else(PoisonError::into_inner);
+            members.entry(room.id).or_default().insert(user.id);
         }
-        self.rooms.write().unwrap_or_else(PoisonError::into_inner).insert(room.name.clone(), room);
+        self.directory.rooms.write().unwrap_or_else(PoisonError::into_inner).insert(room.name.clone(), room);
+        self.rooms_changed();
         let frame = encode(&ChatFrame::Room { topic: "rooms".into(), room: info.clone() });
         let topic = match (private, creator) {
             (true, Some(user)) => user_topic(user.id),
@@ -232,7 +276,10 @@ impl Chat {
             .await?
             .ok_or_else(|| ChatError::UnknownUser(username.trim().to_owned()))?;
         self.store.add_member(room.id, invitee.id).await?;
-        self.members.write().unwrap_or_else(PoisonError::into_inner).entry(room.id).or_default().insert(invitee.id);
+        let mut members = self.directory.members.write().unwrap_or_else(PoisonError::into_inner);
+        members.entry(room.id).or_default().insert(invitee.id);
+        drop(members);
+        self.rooms_changed();
         let frame = encode(&ChatFrame::Room { topic: "rooms".into(), room: room_info(&room) });
         self.hub.publish(Event::new(user_topic(invitee.id), 0, frame, None));
         Ok(())
@@ -256,9 +303,11 @@ impl Chat {
             .await?
             .ok_or_else(|| ChatError::UnknownUser(username.trim().to_owned()))?;
         self.store.remove_member(room.id, member.id).await?;
-        if let Some(members) = self.members.write().unwrap_or_else(PoisonError::into_inner).get_mut(&room.id) {
+        if let Some(members) = self.directory.members.write().unwrap_or_else(PoisonError::into_inner).get_mut(&room.id)
+        {
             members.remove(&member.id);
         }
+        self.rooms_changed();
         let frame = encode(&ChatFrame::RoomLeft { topic: "rooms".into(), room: room.name.clone() });
         let revoke = Some(Arc::from(chat_topic(&room.name)));
         self.hub.publish(Event::new(user_topic(member.id), 0, frame, revoke));
@@ -303,20 +352,14 @@ impl Chat {
         author: String,
         text: String,
     ) -> Result<Stored<ChatMessage>, ChatError> {
-        let found = self.room(room).ok_or_else(|| ChatError::UnknownRoom(room.to_owned()))?;
-        let activity = if found.private {
-            let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
-            members.get(&found.id).map(|m| m.iter().map(|&u| user_topic(u)).collect()).unwrap_or_default()
-        } else {
-            vec![Arc::from(ACTIVITY_TOPIC)]
-        };
-        let entry = Entry { topic: Arc::from(chat_topic(room)), room: Arc::from(room), activity, id, author, text };
-        Ok(self.writer.append(entry).await?)
+        self.room(room).ok_or_else(|| ChatError::UnknownRoom(room.to_owned()))?;
+        let event = NewEvent { topic: Arc::from(chat_topic(room)), id, payload: payload(&author, &text) };
+        Ok(self.writer.append(event).await?)
     }
 
     /// Tell `observer` of every message stored from now on.
     pub fn observe(&self, observer: Observer) {
-        self.observers.write().unwrap_or_else(PoisonError::into_inner).push(observer);
+        self.messages.observers.write().unwrap_or_else(PoisonError::into_inner).push(observer);
     }
 
     /// Stop taking messages, store every one already taken, and wait for the writer.

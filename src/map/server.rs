@@ -68,7 +68,7 @@ impl Locations {
     }
 
     fn broadcast(&self, topic: &Arc<str>, position: &Located) {
-        if self.hub.subscriber_count(topic) > 0 {
+        if self.hub.wanted(topic) {
             let frame = encode(&MapFrame::Location { topic: topic.to_string(), position: position.clone() });
             self.hub.publish(Event::new(topic.clone(), 0, frame, None));
         }

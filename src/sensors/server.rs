@@ -625,7 +625,7 @@ fn publish<'a>(hub: &Hub, requests: impl Iterator<Item = &'a WriteRequest> + Clo
     }
     for (id, readings) in per_sensor {
         let topic: Arc<str> = Arc::from(sensor_topic(id));
-        if hub.subscriber_count(&topic) > 0 {
+        if hub.wanted(&topic) {
             let frame = encode(&SensorFrame::Readings { topic: topic.to_string(), readings });
             hub.publish(Event::new(topic, 0, frame, None));
         }

@@ -154,6 +154,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/switchboard.db")]
     pub database_url: String,
 
+    /// Redis URL (`redis://host:6379`): makes this process one node of a cluster, with every
+    /// node on the same PostgreSQL (`--database-url postgres://...`) and Redis. Every node
+    /// serves every client.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// What every Redis key and channel of this cluster starts with, so that several clusters
+    /// can share one Redis.
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "switchboard:")]
+    pub redis_prefix: String,
+
     /// Folder holding the built site (`pkg/` with the WASM bundle, CSS, and public assets).
     #[arg(long, env = "SWITCHBOARD_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,
@@ -334,6 +345,8 @@ impl Config {
         Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
+            redis_url: None,
+            redis_prefix: "switchboard:".into(),
             site_root: "target/site".into(),
             max_frame_bytes: 64 * 1024,
             queue_frames: 1024,

@@ -33,6 +33,7 @@ use tower_http::set_header::SetResponseHeader;
 
 use crate::accounts::auth::{self, Auth};
 use crate::app::{shell, App};
+use crate::realtime::server::bus::{Cluster, ClusterError};
 use crate::realtime::server::channel::{Channel, Channels, Dialect};
 use crate::realtime::server::gateway::{self, Core};
 use crate::realtime::server::hub::Hub;
@@ -100,6 +101,8 @@ pub struct Setup {
     pub config: Arc<Config>,
     pub store: Store,
     pub hub: Arc<Hub>,
+    /// The other nodes, when this process is one node of several (`--redis-url`).
+    pub cluster: Option<Arc<Cluster>>,
     services: Services,
     channels: Channels,
     routes: Router<AppState>,
@@ -150,6 +153,8 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("{0}")]
     Feature(String),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -176,11 +181,16 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
         let store = Store::open_with(&config.database_url, config.checkpoints()).await?;
         let hub = Hub::new();
+        let cluster = match &config.redis_url {
+            Some(url) => Some(Cluster::start(url, &config.redis_prefix, store.clone(), hub.clone()).await?),
+            None => None,
+        };
         let config = Arc::new(config);
         let mut setup = Setup {
             config: config.clone(),
             store: store.clone(),
             hub: hub.clone(),
+            cluster: cluster.clone(),
             services: Services::default(),
             channels: Channels::default(),
             routes: Router::new(),
@@ -220,6 +230,7 @@ impl Server {
         let shutdown = CancellationToken::new();
         let core = Arc::new(Core {
             hub: hub.clone(),
+            cluster: cluster.clone(),
             channels: Arc::new(channels),
             queue_frames: config.queue_frames,
             max_frame_bytes: config.max_frame_bytes,
@@ -304,6 +315,9 @@ impl Server {
         }
         for closer in closers {
             closer.await;
+        }
+        if let Some(cluster) = &state.core.cluster {
+            cluster.close();
         }
         state.store.close().await;
         tracing::info!("stopped");

@@ -67,6 +67,29 @@ impl Store {
         Ok(head as u64)
     }
 
+    /// The last offsets of several topics (those with events).
+    pub async fn log_heads(&self, topics: &[&str]) -> Result<HashMap<String, u64>, StoreError> {
+        let heads: Vec<(String, i64)> = match &self.pool {
+            // The counter rows: one index lookup each.
+            Pool::Postgres(pool) => {
+                sqlx::query_as("SELECT topic, head FROM topics WHERE topic = ANY($1)")
+                    .bind(topics)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Pool::Sqlite(pool) => {
+                let mut heads = Vec::with_capacity(topics.len());
+                for topic in topics {
+                    let sql = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE topic = $1";
+                    let head: i64 = sqlx::query_scalar(sql).bind(topic).fetch_one(pool).await?;
+                    heads.push(((*topic).to_owned(), head));
+                }
+                heads
+            }
+        };
+        Ok(heads.into_iter().filter(|&(_, head)| head > 0).map(|(topic, head)| (topic, head as u64)).collect())
+    }
+
     /// Up to `limit` events after `offset`, oldest first.
     pub async fn events_after(&self, topic: &str, offset: u64, limit: u32) -> Result<Vec<Logged>, StoreError> {
         let sql = self.pick(

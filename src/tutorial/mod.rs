@@ -56,7 +56,7 @@ pub async fn start(setup: &mut Setup) -> Result<(), ServeError> {
     }));
     let lobby_map = location_topic(LOBBY);
     locations.observe(Box::new(move |hub, topic, position| {
-        if topic == lobby_map && hub.subscriber_count(LOCATION_TOPIC) > 0 {
+        if topic == lobby_map && hub.wanted(LOCATION_TOPIC) {
             let frame = codec::encode_location(position.latitude, position.longitude);
             hub.publish(Event::new(Arc::from(LOCATION_TOPIC), 0, frame, None));
         }
@@ -77,7 +77,7 @@ struct Echo {
 /// Every reading stored reaches every `/ws/sensor_data/` client: readings from this endpoint
 /// with the sensor named as the sender named it, others with its integer id.
 fn echo_readings(hub: &Hub, sensor_id: i64, readings: &[crate::sensors::protocol::Reading], origin: &Origin) {
-    if hub.subscriber_count(SENSOR_TOPIC) == 0 {
+    if !hub.wanted(SENSOR_TOPIC) {
         return;
     }
     let topic: Arc<str> = Arc::from(SENSOR_TOPIC);

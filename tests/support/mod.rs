@@ -33,6 +33,17 @@ pub struct TestServer {
     _database: Option<Arc<TestDatabase>>,
 }
 
+/// The test Redis (`tools/services.sh start` found or started it).
+pub fn redis_url() -> String {
+    switchboard::store::testing::service_url("SWITCHBOARD_TEST_REDIS")
+        .expect("no Redis for the tests: run `tools/services.sh start` (make test does)")
+}
+
+/// A Redis key prefix of a test's own.
+pub fn redis_prefix() -> String {
+    format!("switchboard-test-{:016x}:", rand::random::<u64>())
+}
+
 /// The engine the servers of these tests store in: SQLite, unless `SWITCHBOARD_TEST_ENGINE` is
 /// `postgres` (`make test` runs the feature suites on both).
 pub fn on_postgres() -> bool {
@@ -54,6 +65,15 @@ impl TestServer {
         let mut config = Config::for_tests(url);
         adjust(&mut config);
         Self::launch(config, dir, database).await
+    }
+
+    /// A node of a cluster: on `database` (PostgreSQL), with Redis keys under `prefix`.
+    pub async fn node(database: &Arc<TestDatabase>, prefix: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_tests(database.url().to_owned());
+        config.redis_url = Some(redis_url());
+        config.redis_prefix = prefix.to_owned();
+        Self::launch(config, dir, Some(database.clone())).await
     }
 
     /// Stop, then start again on the same database.

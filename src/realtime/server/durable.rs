@@ -2,7 +2,7 @@
 //! batches (group commit: one transaction, one `fsync`, many events) and only then fans them
 //! out, in offset order, and answers each publisher.
 //!
-//! A feature says how its log is stored and what an event looks like on the wire ([`Log`]);
+//! A feature says what its stored events mean and how one is fanned out ([`Durable`]);
 //! offsets, idempotency (a retry under the same id is answered `duplicate` and stored once)
 //! and the order of commit, fan-out and acknowledgement are kept here, once. One writer per
 //! log means offsets are handed out in the order they are broadcast, so a client that drops
@@ -20,9 +20,10 @@ use tokio_util::sync::CancellationToken;
 use bytes::Bytes;
 
 use super::batch::{self, Pace};
+use super::bus::{Cluster, Deliver};
 use super::gateway::History;
 use super::hub::{Burst, Hub};
-use crate::store::events::Logged;
+use crate::store::events::{EventWriter, Logged, NewEvent};
 use crate::store::{Store, StoreError};
 
 /// A durable topic's history in the store's log of events (`store::events`), as the core
@@ -60,22 +61,27 @@ pub struct Stored<T> {
     pub duplicate: bool,
 }
 
-/// A feature's durable log.
-#[async_trait]
-pub trait Log: Send + 'static {
-    /// What a publisher appends (with whatever its fan-out needs to know).
-    type Entry: Send + 'static;
-    /// The event as stored, as its publisher hears back.
+/// A feature's durable topics: what their stored events mean, and how one is fanned out.
+pub trait Durable: Send + Sync + 'static {
+    /// An event as its feature reads it (a chat message), as its publisher hears back.
     type Value: Clone + Send + 'static;
 
-    /// Store a batch in one transaction, in order: each entry gets the next offset of its
-    /// topic, unless its id is stored already (then it is a duplicate, and uses no offset).
-    /// On error nothing of the batch is stored.
-    async fn append(&mut self, batch: &[Self::Entry]) -> Result<Vec<Stored<Self::Value>>, StoreError>;
+    /// Read a stored event of `topic`.
+    fn value(&self, topic: &str, event: &Logged) -> Result<Self::Value, StoreError>;
 
-    /// Fan a newly stored event out (never called for duplicates). With a burst, frames wait
-    /// for the batch's last (see [`Burst`]).
-    fn publish(&self, hub: &Hub, entry: &Self::Entry, stored: &Stored<Self::Value>, burst: Option<&mut Burst>);
+    /// Fan a stored event out to this node's subscribers (on several nodes, each node does,
+    /// in offset order: see [`super::bus`]). With a burst, frames wait for the batch's last
+    /// (see [`Burst`]).
+    fn fan_out(&self, hub: &Hub, topic: &Arc<str>, value: &Self::Value, burst: Option<&mut Burst>);
+}
+
+impl<D: Durable> Deliver for D {
+    fn deliver(&self, hub: &Hub, topic: &Arc<str>, event: Logged) {
+        match self.value(topic, &event) {
+            Ok(value) => self.fan_out(hub, topic, &value, None),
+            Err(error) => tracing::error!(%topic, offset = event.offset, %error, "a stored event is not readable"),
+        }
+    }
 }
 
 /// Why an append was not stored.
@@ -87,32 +93,49 @@ pub enum WriteError {
     ShuttingDown,
 }
 
-struct Pending<L: Log> {
-    entry: L::Entry,
-    reply: oneshot::Sender<Result<Stored<L::Value>, WriteError>>,
+struct Pending<D: Durable> {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Stored<D::Value>, WriteError>>,
 }
 
-/// The one writer of a log.
-pub struct Writer<L: Log> {
-    tx: mpsc::Sender<Pending<L>>,
+/// This node's one writer of a feature's durable topics.
+pub struct Writer<D: Durable> {
+    tx: mpsc::Sender<Pending<D>>,
     task: Mutex<Option<JoinHandle<()>>>,
     stop: CancellationToken,
 }
 
-impl<L: Log> Writer<L> {
+/// Where a writer's stored events go: this node's subscribers, or through the cluster's
+/// sequencer to every node's.
+struct Fanout<D> {
+    durable: Arc<D>,
+    hub: Arc<Hub>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+impl<D: Durable> Writer<D> {
     /// Start the writer: at most `max_batch` events per transaction, batches at least
-    /// `commit_window` apart while busy (see [`Pace`]).
-    pub fn start(log: L, hub: Arc<Hub>, max_batch: usize, commit_window: Duration) -> Writer<L> {
+    /// `commit_window` apart while busy (see [`Pace`]). In a cluster, `durable` is also
+    /// what every node runs for the events other nodes store.
+    pub fn start(
+        events: EventWriter,
+        durable: Arc<D>,
+        hub: Arc<Hub>,
+        cluster: Option<Arc<Cluster>>,
+        max_batch: usize,
+        commit_window: Duration,
+    ) -> Writer<D> {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(write_loop(log, hub, rx, stop.clone(), max_batch, commit_window));
+        let fanout = Fanout { durable, hub, cluster };
+        let task = tokio::spawn(write_loop(events, fanout, rx, stop.clone(), max_batch, commit_window));
         Writer { tx, task: Mutex::new(Some(task)), stop }
     }
 
     /// Store an event, then publish it. Resolves once it is durable.
-    pub async fn append(&self, entry: L::Entry) -> Result<Stored<L::Value>, WriteError> {
+    pub async fn append(&self, event: NewEvent) -> Result<Stored<D::Value>, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Pending { entry, reply }).await.map_err(|_| WriteError::ShuttingDown)?;
+        self.tx.send(Pending { event, reply }).await.map_err(|_| WriteError::ShuttingDown)?;
         answer.await.map_err(|_| WriteError::ShuttingDown)?
     }
 
@@ -126,50 +149,67 @@ impl<L: Log> Writer<L> {
     }
 }
 
-async fn write_loop<L: Log>(
-    mut log: L,
-    hub: Arc<Hub>,
-    mut rx: mpsc::Receiver<Pending<L>>,
+async fn write_loop<D: Durable>(
+    mut log: EventWriter,
+    fanout: Fanout<D>,
+    mut rx: mpsc::Receiver<Pending<D>>,
     stop: CancellationToken,
     max_batch: usize,
     commit_window: Duration,
 ) {
     let mut pending = Vec::with_capacity(max_batch);
-    let mut entries = Vec::with_capacity(max_batch);
+    let mut events = Vec::with_capacity(max_batch);
     let mut pace = Pace::new(commit_window);
     while batch::next(&mut rx, &stop, max_batch, &mut pace, &mut pending).await {
         let replies: Vec<_> = pending
             .drain(..)
-            .map(|p: Pending<L>| {
-                entries.push(p.entry);
+            .map(|p: Pending<D>| {
+                events.push(p.event);
                 p.reply
             })
             .collect();
-        match log.append(&entries).await {
-            Ok(stored) => {
-                // Several events: each connection gets them in one write (see `Burst`), before
-                // any publisher hears back. One: written at once, connection by connection,
-                // which spares a second pass over every subscriber (docs/benchmarks.md).
-                let mut burst = Burst::default();
-                let several = stored.len() > 1;
-                for (entry, stored) in entries.iter().zip(&stored) {
-                    if !stored.duplicate {
-                        log.publish(&hub, entry, stored, several.then_some(&mut burst));
+        match log.append_batch(&events).await {
+            Ok(appended) => {
+                let read: Vec<_> =
+                    appended.iter().zip(&events).map(|(a, e)| fanout.durable.value(&e.topic, &a.event)).collect();
+                match &fanout.cluster {
+                    // Several events: each connection gets them in one write (see `Burst`),
+                    // before any publisher hears back. One: written at once, connection by
+                    // connection, which spares a second pass over every subscriber
+                    // (docs/benchmarks.md).
+                    None => {
+                        let mut burst = Burst::default();
+                        let several = appended.len() > 1;
+                        for ((appended, event), value) in appended.iter().zip(&events).zip(&read) {
+                            if let (false, Ok(value)) = (appended.duplicate, value) {
+                                fanout.durable.fan_out(&fanout.hub, &event.topic, value, several.then_some(&mut burst));
+                            }
+                        }
+                        burst.finish();
+                    }
+                    // Every node's sequencer delivers it, this one's included. A duplicate too:
+                    // its first try's node may have died before it published.
+                    Some(cluster) => {
+                        for (appended, event) in appended.iter().zip(&events) {
+                            cluster.stored(&event.topic, appended.event.clone());
+                        }
                     }
                 }
-                burst.finish();
-                for (reply, stored) in replies.into_iter().zip(stored) {
-                    let _ = reply.send(Ok(stored));
+                for ((reply, appended), value) in replies.into_iter().zip(appended).zip(read) {
+                    let answer = value
+                        .map(|value| Stored { value, offset: appended.event.offset, duplicate: appended.duplicate })
+                        .map_err(|error| WriteError::Failed(error.to_string()));
+                    let _ = reply.send(answer);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "storing {} events failed", entries.len());
+                tracing::error!(%error, "storing {} events failed", events.len());
                 let reason = error.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(WriteError::Failed(reason.clone())));
                 }
             }
         }
-        entries.clear();
+        events.clear();
     }
 }

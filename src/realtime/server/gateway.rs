@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::bus::Cluster;
 use super::channel::{Channels, Closed, Dialect, Flow, Join};
 use super::hub::{Event, Hub, Peer};
 use super::net::Socket;
@@ -50,6 +51,8 @@ const REPLAY_PAGE: u32 = 500;
 /// What the core needs to run connections: the hub, the channels, the limits.
 pub struct Core {
     pub hub: Arc<Hub>,
+    /// The other nodes, when this process is one of several.
+    pub cluster: Option<Arc<Cluster>>,
     pub channels: Arc<Channels>,
     pub queue_frames: usize,
     pub max_frame_bytes: usize,
@@ -102,6 +105,7 @@ pub struct Conn {
     /// this task is idle (see `net`).
     direct: Socket,
     hub: Arc<Hub>,
+    cluster: Option<Arc<Cluster>>,
     channels: Arc<Channels>,
     max_frame_bytes: usize,
 }
@@ -126,6 +130,7 @@ pub async fn run(socket: WebSocket, core: &Core, dialect: Option<Arc<dyn Dialect
         batch: Vec::new(),
         direct,
         hub: core.hub.clone(),
+        cluster: core.cluster.clone(),
         channels: core.channels.clone(),
         max_frame_bytes: core.max_frame_bytes,
     };
@@ -535,7 +540,16 @@ impl Conn {
         // Subscribe before reading the store: whatever is committed after this point arrives
         // as an event, and what both paths carry is dropped by offset.
         let name = self.hub.subscribe(&topic, &self.peer);
-        let head = match history.head().await {
+        // On several nodes: this node delivers every event committed from here on.
+        let follow = match &self.cluster {
+            Some(cluster) => cluster.follow(&name).await,
+            None => Ok(()),
+        };
+        let head = match follow {
+            Ok(()) => history.head().await,
+            Err(error) => Err(error),
+        };
+        let head = match head {
             Ok(head) => head,
             Err(error) => {
                 self.hub.unsubscribe(&topic, &self.peer);

@@ -230,11 +230,21 @@ type Subscribers = RwLock<Vec<Arc<Peer>>>;
 
 const SHARDS: usize = 16;
 
+/// Where a node's events go beyond its own subscribers: the other nodes of a cluster
+/// (`bus::Cluster`).
+pub trait Relay: Send + Sync {
+    /// Carry `event` to the other nodes' subscribers.
+    fn forward(&self, event: &Event);
+    /// Whether other nodes may have subscribers to any topic.
+    fn everywhere(&self) -> bool;
+}
+
 /// Topics and their subscribers, sharded so that unrelated topics do not contend.
 pub struct Hub {
     shards: [Mutex<HashMap<Arc<str>, Arc<Subscribers>>>; SHARDS],
     hasher: RandomState,
     next_peer: AtomicU64,
+    relay: OnceLock<Arc<dyn Relay>>,
 }
 
 impl Default for Hub {
@@ -243,6 +253,7 @@ impl Default for Hub {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             hasher: RandomState::new(),
             next_peer: AtomicU64::new(1),
+            relay: OnceLock::new(),
         }
     }
 }
@@ -250,6 +261,17 @@ impl Default for Hub {
 impl Hub {
     pub fn new() -> Arc<Hub> {
         Arc::new(Hub::default())
+    }
+
+    /// Carry [`Hub::publish`]'s events to other nodes too. Once only.
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Whether an event of `topic` has anyone to reach: a subscriber here, or maybe on
+    /// another node. Publishers skip encoding what nobody would get.
+    pub fn wanted(&self, topic: &str) -> bool {
+        self.relay.get().is_some_and(|relay| relay.everywhere()) || self.subscriber_count(topic) > 0
     }
 
     /// Register a connection with an outbound queue of `queue_len` events.
@@ -333,12 +355,22 @@ impl Hub {
         }
     }
 
-    /// Queue `event` for every subscriber of its topic. Returns how many got it.
+    /// Queue `event` for every subscriber of its topic, on every node. Returns how many got
+    /// it here.
     pub fn publish(&self, event: Event) -> usize {
+        if let Some(relay) = self.relay.get() {
+            relay.forward(&event);
+        }
         self.publish_in(event, None)
     }
 
-    /// As [`Hub::publish`]; with a `burst`, the frames go out when the burst finishes.
+    /// Queue `event` for this node's subscribers of its topic only (an event from another
+    /// node, or one that every node makes for itself, as a durable topic's fan-out does).
+    pub fn publish_local(&self, event: Event) -> usize {
+        self.publish_in(event, None)
+    }
+
+    /// As [`Hub::publish_local`]; with a `burst`, the frames go out when the burst finishes.
     pub fn publish_in(&self, event: Event, mut burst: Option<&mut Burst>) -> usize {
         let Some(subs) = self.subscribers(&event.topic) else {
             return 0;

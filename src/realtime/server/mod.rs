@@ -2,10 +2,11 @@
 //! its fan-out ([`hub`]), one task per socket ([`gateway`]), how features plug in
 //! ([`channel`]), and the services any feature may use: durable topics
 //! ([`gateway::Conn::join_durable`], [`durable`]), presence ([`presence`]), rate limits
-//! ([`limit`]) and the group commit's intake ([`batch`]). It knows topics and frames, not
-//! features.
+//! ([`limit`]) and the group commit's intake ([`batch`]); with several nodes, the bus between
+//! them ([`bus`]). It knows topics and frames, not features.
 
 pub mod batch;
+pub mod bus;
 pub mod channel;
 pub mod durable;
 pub mod gateway;

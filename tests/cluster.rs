@@ -1,0 +1,170 @@
+//! Several nodes on one PostgreSQL and one Redis, in this process: every acknowledged message
+//! reaches every subscriber on every node exactly once, in order, with contiguous offsets;
+//! resume works across nodes; a lost or late bus message is filled from PostgreSQL; rooms made
+//! on one node are known on the others; presence is the union of every node's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{redis_prefix, Client, TestServer};
+use switchboard::chat::server::Chat;
+use switchboard::store::testing::TestDatabase;
+
+const LOBBY: &str = "chat:lobby";
+
+async fn cluster(nodes: usize) -> (Vec<TestServer>, String) {
+    let database = Arc::new(TestDatabase::create().await);
+    let prefix = redis_prefix();
+    let mut servers = Vec::new();
+    for _ in 0..nodes {
+        servers.push(TestServer::node(&database, &prefix).await);
+    }
+    (servers, prefix)
+}
+
+fn offset(frame: &Value) -> u64 {
+    frame["offset"].as_u64().expect("an offset")
+}
+
+/// Read `count` messages of `topic` and check that their offsets run on from `after`, one by one.
+async fn expect_run(client: &mut Client, topic: &str, after: u64, count: u64) -> Vec<Value> {
+    let mut got = Vec::new();
+    while (got.len() as u64) < count {
+        let frame = client.next_of("message").await;
+        assert_eq!(frame["topic"], topic);
+        assert_eq!(offset(&frame), after + got.len() as u64 + 1, "offsets arrive in order, once each: {frame}");
+        got.push(frame);
+    }
+    got
+}
+
+#[tokio::test]
+async fn publishers_on_every_node_reach_subscribers_on_every_node_once_in_order() {
+    let (nodes, _) = cluster(3).await;
+    let mut subscribers = Vec::new();
+    for node in &nodes {
+        for i in 0..3 {
+            let mut client = node.web(&format!("s{i}")).await;
+            assert_eq!(client.subscribe(LOBBY, None).await["type"], "subscribed");
+            subscribers.push(client);
+        }
+    }
+    // Each node's publisher sends 30 messages, all three at once.
+    let mut publishers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let mut client = node.web(&format!("p{n}")).await;
+        publishers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..30 {
+                let ack = client.publish(LOBBY, &format!("n{n}-{i}"), &format!("from {n}: {i}")).await;
+                assert_eq!(ack["type"], "ack", "{ack}");
+                acked.push((offset(&ack), format!("n{n}-{i}")));
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for publisher in publishers {
+        acked.extend(publisher.await.unwrap());
+    }
+    acked.sort();
+    assert_eq!(acked.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (1..=90).collect::<Vec<u64>>(), "gap-free offsets");
+    for client in &mut subscribers {
+        let got = expect_run(client, LOBBY, 0, 90).await;
+        let ids: Vec<(u64, String)> = got.iter().map(|f| (offset(f), f["id"].as_str().unwrap().to_owned())).collect();
+        assert_eq!(ids, acked, "every subscriber got what was acknowledged");
+        assert!(client.drain().await.iter().all(|f| f["type"] != "message"), "and nothing twice");
+    }
+}
+
+#[tokio::test]
+async fn resume_on_another_node_gets_exactly_what_was_missed() {
+    let (nodes, _) = cluster(2).await;
+    let mut reader = nodes[0].web("reader").await;
+    let subscribed = reader.subscribe(LOBBY, None).await;
+    let epoch = subscribed["epoch"].clone();
+    let mut writer = nodes[1].web("writer").await;
+    for i in 0..5 {
+        writer.publish(LOBBY, &format!("a{i}"), "before").await;
+    }
+    let seen = expect_run(&mut reader, LOBBY, 0, 5).await;
+    reader.close().await;
+    for i in 0..7 {
+        writer.publish(LOBBY, &format!("b{i}"), "while away").await;
+    }
+    let mut back = nodes[1].web("reader").await;
+    let resumed = back.subscribe(LOBBY, Some(json!({"epoch": epoch, "offset": offset(&seen[4])}))).await;
+    assert_eq!((resumed["type"].as_str(), resumed["head"].as_u64()), (Some("subscribed"), Some(12)));
+    let missed = expect_run(&mut back, LOBBY, 5, 7).await;
+    assert!(missed.iter().all(|f| f["text"] == "while away"));
+    writer.publish(LOBBY, "c", "live").await;
+    expect_run(&mut back, LOBBY, 12, 1).await;
+}
+
+#[tokio::test]
+async fn a_room_made_on_one_node_is_open_on_the_others_and_its_messages_cross() {
+    let (nodes, _) = cluster(2).await;
+    let mut other = nodes[1].web("other").await;
+    assert_eq!(other.subscribe("rooms", None).await["type"], "subscribed");
+    let chat = nodes[0].state.get::<Chat>();
+    chat.create_room("ops", false, None).await.unwrap();
+    // The other node's clients hear of it, and the node itself learns of it, over the bus.
+    let announced = other.next_of("room").await;
+    assert_eq!(announced["room"]["name"], "ops");
+    let mut maker = nodes[0].web("maker").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = other.subscribe("chat:ops", None).await;
+        if reply["type"] == "subscribed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the room never reached the other node: {reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(maker.publish("chat:ops", "x1", "hi ops").await["type"], "ack");
+    let message = other.next_of("message").await;
+    assert_eq!((message["topic"].as_str(), message["text"].as_str()), (Some("chat:ops"), Some("hi ops")));
+}
+
+#[tokio::test]
+async fn presence_is_everyone_on_every_node() {
+    let (nodes, _) = cluster(2).await;
+    let mut ada = nodes[0].web("ada").await;
+    let ada_name = ada.next_of("welcome").await["name"].as_str().unwrap().to_owned();
+    ada.send(json!({"type": "subscribe", "id": "s", "topic": LOBBY, "present": true})).await;
+    let mut bob = nodes[1].web("bob").await;
+    let bob_name = bob.next_of("welcome").await["name"].as_str().unwrap().to_owned();
+    bob.send(json!({"type": "subscribe", "id": "s", "topic": LOBBY, "present": true})).await;
+    let both = {
+        let mut expected = vec![ada_name.clone(), bob_name.clone()];
+        expected.sort();
+        expected
+    };
+    for client in [&mut ada, &mut bob] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+        loop {
+            let frame = client.next_of("presence").await;
+            let online: Vec<String> = serde_json::from_value(frame["online"].clone()).unwrap();
+            if online == both {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "presence never showed both: {online:?}");
+        }
+    }
+    // Bob leaves: after the grace period, Ada's node lists Ada alone.
+    bob.close().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let frame = ada.next_of("presence").await;
+        let online: Vec<String> = serde_json::from_value(frame["online"].clone()).unwrap();
+        if online == [ada_name.clone()] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bob never left: {online:?}");
+    }
+}
