@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::{redis_prefix, Client, TestServer};
 use switchboard::chat::server::Chat;
+use switchboard::realtime::server::bus::Chaos;
 use switchboard::store::testing::TestDatabase;
 
 const LOBBY: &str = "chat:lobby";
@@ -80,6 +81,31 @@ async fn publishers_on_every_node_reach_subscribers_on_every_node_once_in_order(
         assert_eq!(ids, acked, "every subscriber got what was acknowledged");
         assert!(client.drain().await.iter().all(|f| f["type"] != "message"), "and nothing twice");
     }
+}
+
+#[tokio::test]
+async fn lost_late_and_reordered_bus_messages_are_made_good_from_the_store() {
+    let (nodes, _) = cluster(2).await;
+    let cluster = nodes[1].state.core.cluster.clone().expect("a node of a cluster");
+    cluster.set_chaos(Some(Chaos { lose: 0.3, delay: Duration::from_millis(40) }));
+    let mut subscriber = nodes[1].web("far").await;
+    subscriber.subscribe(LOBBY, None).await;
+    let mut typing_seen = nodes[1].web("near").await;
+    typing_seen.subscribe(LOBBY, None).await;
+    let mut publisher = nodes[0].web("publisher").await;
+    for i in 0..100 {
+        let ack = publisher.publish(LOBBY, &format!("m{i}"), &format!("{i}")).await;
+        assert_eq!(offset(&ack), i + 1);
+    }
+    // Every message, in order, once: the lost ones read from PostgreSQL (the last ones when the
+    // head is checked), the late ones dropped as delivered already or waited for.
+    for client in [&mut subscriber, &mut typing_seen] {
+        let got = expect_run(client, LOBBY, 0, 100).await;
+        assert!(got.iter().enumerate().all(|(i, f)| f["text"].as_str() == Some(i.to_string().as_str())));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(client.drain().await.iter().all(|f| f["type"] != "message"), "nothing twice");
+    }
+    assert!(cluster.stats.filled.load(std::sync::atomic::Ordering::Relaxed) > 0, "some came from the store");
 }
 
 #[tokio::test]
@@ -166,5 +192,64 @@ async fn presence_is_everyone_on_every_node() {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "bob never left: {online:?}");
+    }
+}
+
+#[tokio::test]
+async fn positions_on_one_node_reach_maps_on_the_others_and_late_subscribers_see_them() {
+    const MAP: &str = "location:lobby";
+    let (nodes, _) = cluster(2).await;
+    let mut watching = nodes[1].web("watcher").await;
+    watching.subscribe(MAP, None).await;
+    assert_eq!(watching.next_of("locations").await["positions"], json!([]));
+    let mut ada = nodes[0].web("ada").await;
+    let ada_name = ada.next_of("welcome").await["name"].clone();
+    ada.send(json!({"type": "locate", "id": "l", "topic": MAP, "latitude": 12.5, "longitude": -3.25})).await;
+    let moved = watching.next_of("location").await;
+    assert_eq!((&moved["user"], moved["latitude"].as_f64()), (&ada_name, Some(12.5)));
+    // A subscriber arriving later on the other node gets Ada's latest position first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut late = nodes[1].web("late").await;
+    late.subscribe(MAP, None).await;
+    let snapshot = late.next_of("locations").await;
+    assert_eq!(snapshot["positions"][0]["user"], ada_name, "{snapshot}");
+    assert_eq!(snapshot["positions"][0]["longitude"].as_f64(), Some(-3.25));
+    // The tutorial's /ws/location/ on the other node hears the lobby's map too.
+    let mut seed = Client::connect(&nodes[1].url("/ws/location/")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ada.send(json!({"type": "locate", "id": "m", "topic": MAP, "latitude": 1.0, "longitude": 2.0})).await;
+    let echoed = seed.next().await;
+    assert_eq!((echoed["latitude"].as_f64(), echoed["longitude"].as_f64()), (Some(1.0), Some(2.0)), "{echoed}");
+    // Leaving takes the marker off everywhere, and out of the shared snapshot.
+    ada.close().await;
+    assert_eq!(late.next_of("location_gone").await["user"], ada_name);
+    let mut last = nodes[0].web("last").await;
+    last.subscribe(MAP, None).await;
+    assert_eq!(last.next_of("locations").await["positions"], json!([]));
+}
+
+#[tokio::test]
+async fn a_persons_rate_limit_is_one_allowance_across_the_nodes() {
+    let database = Arc::new(TestDatabase::create().await);
+    let prefix = redis_prefix();
+    let limited = |config: &mut switchboard::server::config::Config| {
+        config.message_rate = 0.0;
+        config.message_burst = 3.0;
+    };
+    let a = TestServer::node_with(&database, &prefix, limited).await;
+    let b = TestServer::node_with(&database, &prefix, limited).await;
+    let session = a.sign_up("ada").await;
+    let mut on_a = a.web_as(&session).await;
+    let mut on_b = b.web_as(&session).await;
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        let client = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        answers.push(client.publish(LOBBY, &format!("m{i}"), "hi").await["type"].clone());
+    }
+    assert_eq!(answers, ["ack", "ack", "ack"]);
+    for client in [&mut on_a, &mut on_b] {
+        let id = client.id();
+        let refused = client.publish(LOBBY, &id, "one too many").await;
+        assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("rate_limited")));
     }
 }

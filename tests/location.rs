@@ -40,7 +40,7 @@ async fn bad_positions_get_an_error_and_are_not_broadcast() {
         assert_eq!(error["code"], code, "{frame} → {error}");
     }
     assert!(watching.drain().await.iter().all(|f| f["type"] != "location"), "nothing was broadcast");
-    assert!(server.state.get::<switchboard::map::server::Locations>().snapshot(MAP).is_empty());
+    assert!(server.state.get::<switchboard::map::server::Locations>().snapshot(MAP).await.is_empty());
 }
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn a_late_subscriber_first_gets_everyones_latest_position() {
     assert_eq!(late.next_of("location_gone").await["user"], ada_name);
     bob.close().await;
     assert_eq!(late.next_of("location_gone").await["user"], bob_name, "leaving removes the marker too");
-    assert!(server.state.get::<switchboard::map::server::Locations>().snapshot(MAP).is_empty());
+    assert!(server.state.get::<switchboard::map::server::Locations>().snapshot(MAP).await.is_empty());
 }
 
 #[tokio::test]

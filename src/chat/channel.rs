@@ -143,7 +143,7 @@ impl Channel for ChatChannel {
                 if let Err((code, message)) = check_text(&text) {
                     return conn.error(Some(id), code, &message).await;
                 }
-                if let Err(error) = self.chat.check_rate(conn.who()) {
+                if let Err(error) = self.chat.check_rate(conn.who()).await {
                     return conn.error(Some(id), ErrorCode::RateLimited, &error.to_string()).await;
                 }
                 self.publish(conn, room.name, id, topic, text);

@@ -186,7 +186,7 @@ impl Chat {
             store,
             hub: hub.clone(),
             directory,
-            limiter: RateLimiter::new(limits.message_rate, limits.message_burst),
+            limiter: RateLimiter::new(limits.message_rate, limits.message_burst).shared(cluster.clone(), "chat"),
             presence: Presence::new(hub.clone(), cluster.clone(), limits.presence_grace),
             writer,
             messages,
@@ -324,8 +324,8 @@ impl Chat {
     }
 
     /// Take one message from `who`'s allowance, or say they are over it.
-    pub fn check_rate(&self, who: &Identity) -> Result<(), ChatError> {
-        if self.limiter.allow(&who.key()) {
+    pub async fn check_rate(&self, who: &Identity) -> Result<(), ChatError> {
+        if self.limiter.allow(&who.key()).await {
             Ok(())
         } else {
             Err(ChatError::RateLimited)

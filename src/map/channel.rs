@@ -75,7 +75,7 @@ impl Channel for MapChannel {
         let locations = self.locations.clone();
         let snapshot = topic.clone();
         let latest = async move {
-            let positions = locations.snapshot(&snapshot);
+            let positions = locations.snapshot(&snapshot).await;
             Ok::<_, std::convert::Infallible>(Some(MapFrame::Locations { topic: snapshot, positions }))
         };
         conn.join_latest(id, topic, room.epoch, latest).await

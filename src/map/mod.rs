@@ -35,7 +35,7 @@ mod start {
 
     /// Open the tile archive (if configured), and plug the map into the core.
     pub async fn start(setup: &mut Setup) -> Result<(), ServeError> {
-        let locations = Locations::new(setup.hub.clone(), setup.config.location_rate);
+        let locations = Locations::new(setup.hub.clone(), setup.cluster.clone(), setup.config.location_rate);
         if let Some(archive) = tiles::open_configured(setup.config.tiles.as_deref())
             .await
             .map_err(|error| ServeError::Feature(error.to_string()))?

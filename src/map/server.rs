@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{Located, MapFrame};
 use crate::realtime::protocol::ErrorCode;
+use crate::realtime::server::bus::Cluster;
 use crate::realtime::server::encode;
 use crate::realtime::server::hub::{Event, Hub};
+use crate::realtime::server::latest::Latest;
 use crate::store::now_ms;
 
 /// The most earlier positions a trail keeps.
@@ -45,6 +47,8 @@ struct Entry {
 
 pub struct Locations {
     hub: Arc<Hub>,
+    /// On several nodes: everyone's latest position, in Redis.
+    shared: Option<Arc<Latest>>,
     interval: Duration,
     /// Per room topic (`location:<room>`), per person key.
     rooms: Mutex<HashMap<Arc<str>, HashMap<String, Entry>>>,
@@ -53,21 +57,48 @@ pub struct Locations {
 
 impl Locations {
     /// `per_second`: how many updates of one person are passed on each second at most.
-    pub fn new(hub: Arc<Hub>, per_second: f64) -> Arc<Locations> {
+    /// On several nodes (`cluster`), positions are shared through Redis: a new subscriber
+    /// on any node gets everyone's, and a position whose node died goes within seconds.
+    pub fn new(hub: Arc<Hub>, cluster: Option<Arc<Cluster>>, per_second: f64) -> Arc<Locations> {
         let interval = Duration::from_secs_f64(1.0 / per_second.max(0.01));
-        Arc::new(Locations { hub, interval, rooms: Mutex::new(HashMap::new()), observers: RwLock::default() })
+        let shared = cluster.map(|cluster| Latest::new(cluster, hub.clone(), "location"));
+        if let Some(shared) = &shared {
+            let hub = hub.clone();
+            shared.on_expired(Box::new(move |topic, value| {
+                let Ok(position) = serde_json::from_str::<Located>(value) else { return };
+                let frame = encode(&MapFrame::LocationGone { topic: topic.to_string(), user: position.user });
+                hub.publish(Event::new(topic.clone(), 0, frame, None));
+            }));
+        }
+        Arc::new(Locations { hub, shared, interval, rooms: Mutex::new(HashMap::new()), observers: RwLock::default() })
     }
 
-    /// Everyone's latest position in a room.
-    pub fn snapshot(&self, topic: &str) -> Vec<Located> {
-        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut positions: Vec<Located> =
-            rooms.get(topic).map(|people| people.values().map(|e| e.position.clone()).collect()).unwrap_or_default();
+    /// Everyone's latest position in a room (on several nodes, everyone's on every node).
+    pub async fn snapshot(&self, topic: &str) -> Vec<Located> {
+        let mut positions: Vec<Located> = match &self.shared {
+            Some(shared) => match shared.all(topic).await {
+                Ok(values) => values.iter().filter_map(|value| serde_json::from_str(value).ok()).collect(),
+                Err(error) => {
+                    tracing::warn!(%error, "reading positions from Redis failed: this node's only");
+                    self.here(topic)
+                }
+            },
+            None => self.here(topic),
+        };
         positions.sort_by(|a, b| a.user.cmp(&b.user));
         positions
     }
 
-    fn broadcast(&self, topic: &Arc<str>, position: &Located) {
+    /// The latest positions shared through this node.
+    fn here(&self, topic: &str) -> Vec<Located> {
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms.get(topic).map(|people| people.values().map(|e| e.position.clone()).collect()).unwrap_or_default()
+    }
+
+    fn broadcast(&self, topic: &Arc<str>, key: &str, position: &Located) {
+        if let Some(shared) = &self.shared {
+            shared.set(topic, key, serde_json::to_string(position).unwrap_or_default());
+        }
         if self.hub.wanted(topic) {
             let frame = encode(&MapFrame::Location { topic: topic.to_string(), position: position.clone() });
             self.hub.publish(Event::new(topic.clone(), 0, frame, None));
@@ -122,7 +153,7 @@ impl Locations {
             }
         };
         if send_now {
-            self.broadcast(topic, &position);
+            self.broadcast(topic, key, &position);
         }
     }
 
@@ -139,7 +170,7 @@ impl Locations {
                 })
             };
             if let Some(position) = latest {
-                locations.broadcast(&topic, &position);
+                locations.broadcast(&topic, &key, &position);
             }
         });
     }
@@ -154,6 +185,9 @@ impl Locations {
             }
             removed
         };
+        if let Some(shared) = &self.shared {
+            shared.remove(topic, key);
+        }
         if let Some(entry) = removed {
             let frame = encode(&MapFrame::LocationGone { topic: topic.to_string(), user: entry.position.user });
             self.hub.publish(Event::new(topic.clone(), 0, frame, None));
@@ -180,7 +214,7 @@ mod tests {
         let hub = Hub::new();
         let (peer, mut rx) = hub.connect(64);
         hub.subscribe("location:x", &peer);
-        let locations = Locations::new(hub.clone(), 10.0);
+        let locations = Locations::new(hub.clone(), None, 10.0);
         let topic: Arc<str> = Arc::from("location:x");
         for i in 0..5 {
             locations.update(&topic, "u:1", "ada", (f64::from(i), 0.0), false);
@@ -191,26 +225,26 @@ mod tests {
         assert_eq!(second["latitude"], 4.0, "the updates in between were coalesced into the latest");
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(rx.try_recv().is_err(), "nothing else was sent");
-        assert_eq!(locations.snapshot("location:x")[0].latitude, 4.0);
+        assert_eq!(locations.snapshot("location:x").await[0].latitude, 4.0);
         locations.remove(&topic, "u:1");
         let gone: serde_json::Value = serde_json::from_slice(&rx.recv().await.unwrap().frame).unwrap();
         assert_eq!(gone["type"], "location_gone");
-        assert!(locations.snapshot("location:x").is_empty());
+        assert!(locations.snapshot("location:x").await.is_empty());
     }
 
     #[tokio::test]
     async fn a_trail_keeps_the_last_points_until_it_is_turned_off() {
-        let locations = Locations::new(Hub::new(), 1000.0);
+        let locations = Locations::new(Hub::new(), None, 1000.0);
         let topic: Arc<str> = Arc::from("location:x");
         for i in 0..40 {
             locations.update(&topic, "u:1", "ada", (f64::from(i), 1.0), true);
         }
-        let now = &locations.snapshot("location:x")[0];
+        let now = &locations.snapshot("location:x").await[0];
         assert_eq!(now.latitude, 39.0);
         assert_eq!(now.trail.len(), TRAIL_POINTS);
         assert_eq!(now.trail.first(), Some(&[9.0, 1.0]));
         assert_eq!(now.trail.last(), Some(&[38.0, 1.0]));
         locations.update(&topic, "u:1", "ada", (50.0, 1.0), false);
-        assert!(locations.snapshot("location:x")[0].trail.is_empty());
+        assert!(locations.snapshot("location:x").await[0].trail.is_empty());
     }
 }

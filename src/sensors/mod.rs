@@ -38,7 +38,7 @@ mod start {
             request_rate: config.sensor_request_rate,
             request_burst: config.sensor_request_burst,
         };
-        let sensors = Sensors::start(setup.store.clone(), setup.hub.clone(), limits);
+        let sensors = Sensors::start(setup.store.clone(), setup.hub.clone(), setup.cluster.clone(), limits);
         setup.channel(SensorChannel { sensors: sensors.clone() });
         setup.routes(super::api::routes());
         let closing = sensors.clone();

@@ -24,6 +24,7 @@ use crate::accounts::auth::{hash_secret, new_secret};
 use crate::accounts::store::User;
 use crate::realtime::protocol::ErrorCode;
 use crate::realtime::server::batch::{self, Pace};
+use crate::realtime::server::bus::Cluster;
 use crate::realtime::server::encode;
 use crate::realtime::server::hub::{Event, Hub};
 use crate::realtime::server::limit::RateLimiter;
@@ -313,7 +314,7 @@ pub struct Sensors {
 
 impl Sensors {
     /// Start the writer and the periodic compaction.
-    pub fn start(store: Store, hub: Arc<Hub>, limits: SensorLimits) -> Arc<Sensors> {
+    pub fn start(store: Store, hub: Arc<Hub>, cluster: Option<Arc<Cluster>>, limits: SensorLimits) -> Arc<Sensors> {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let stop_writer = CancellationToken::new();
         let stop_compactor = CancellationToken::new();
@@ -323,7 +324,7 @@ impl Sensors {
             store,
             hub,
             limits,
-            limiter: RateLimiter::new(limits.request_rate, limits.request_burst),
+            limiter: RateLimiter::new(limits.request_rate, limits.request_burst).shared(cluster, "sensor"),
             writer: tx,
             tasks: Mutex::new(vec![writer]),
             stop_writer,
@@ -493,7 +494,7 @@ impl Sensors {
         origin: Origin,
         client_id: Option<String>,
     ) -> Result<Stored, SensorError> {
-        if !self.limiter.allow(&sensor_id.to_string()) {
+        if !self.limiter.allow(&sensor_id.to_string()).await {
             return Err(SensorError::RateLimited);
         }
         let (reply, answer) = oneshot::channel();

@@ -119,7 +119,7 @@ impl Dialect for ChatDialect {
         if let Err((code, message)) = check_text(&message) {
             return conn.error(None, code, &message).await;
         }
-        if let Err(error) = self.chat.check_rate(conn.who()) {
+        if let Err(error) = self.chat.check_rate(conn.who()).await {
             return conn.error(None, ErrorCode::RateLimited, &error.to_string()).await;
         }
         let id = format!("seed-{:032x}", rand::random::<u128>());

@@ -69,10 +69,16 @@ impl TestServer {
 
     /// A node of a cluster: on `database` (PostgreSQL), with Redis keys under `prefix`.
     pub async fn node(database: &Arc<TestDatabase>, prefix: &str) -> TestServer {
+        Self::node_with(database, prefix, |_| {}).await
+    }
+
+    /// As [`TestServer::node`], with the configuration adjusted.
+    pub async fn node_with(database: &Arc<TestDatabase>, prefix: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::for_tests(database.url().to_owned());
         config.redis_url = Some(redis_url());
         config.redis_prefix = prefix.to_owned();
+        adjust(&mut config);
         Self::launch(config, dir, Some(database.clone())).await
     }
 

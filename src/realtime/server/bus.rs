@@ -203,6 +203,19 @@ pub struct Cluster {
     stop: CancellationToken,
     /// Durable events delivered, and gaps filled from PostgreSQL (for tests and logs).
     pub stats: Stats,
+    /// A test's seam: what happens to messages this node receives.
+    chaos: Mutex<Option<Chaos>>,
+}
+
+/// What a test makes the bus do to the messages a node receives, as a bad network or a
+/// restarting Redis would: lose some, and hold others back so that they arrive late and out
+/// of order.
+#[derive(Debug, Clone, Copy)]
+pub struct Chaos {
+    /// The share of messages lost, 0 to 1.
+    pub lose: f64,
+    /// Each message that is not lost waits up to this long.
+    pub delay: Duration,
 }
 
 #[derive(Default, Debug)]
@@ -258,6 +271,7 @@ impl Cluster {
             sequencer: Sequencer { topics: Mutex::new(HashMap::new()) },
             stop: CancellationToken::new(),
             stats: Stats::default(),
+            chaos: Mutex::new(None),
         });
         hub.set_relay(cluster.clone());
         tokio::spawn(publish_loop(cluster.redis.clone(), cluster.channel.clone(), outgoing, cluster.stop.clone()));
@@ -343,6 +357,11 @@ impl Cluster {
         }
     }
 
+    /// Lose and delay what this node receives from now on (`None`: stop). For tests.
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        *self.chaos.lock().unwrap_or_else(PoisonError::into_inner) = chaos;
+    }
+
     fn received(self: &Arc<Self>, push: &PushInfo) {
         // A message push: [channel, payload].
         let Some(redis::Value::BulkString(bytes)) = push.data.get(1) else { return };
@@ -353,6 +372,23 @@ impl Cluster {
         if node == self.node {
             return;
         }
+        let chaos = *self.chaos.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(chaos) = chaos {
+            if rand::random::<f64>() < chaos.lose {
+                return;
+            }
+            let wait = chaos.delay.mul_f64(rand::random::<f64>());
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                this.handle(message);
+            });
+            return;
+        }
+        self.handle(message);
+    }
+
+    fn handle(self: &Arc<Self>, message: Message) {
         match message {
             Message::Event { topic, frame, revoke } => {
                 self.hub.publish_local(Event::new(topic, 0, frame, revoke));

@@ -394,6 +394,16 @@ impl Hub {
         delivered
     }
 
+    /// The topics starting with `prefix` that have subscribers here.
+    pub fn topics_with_prefix(&self, prefix: &str) -> Vec<Arc<str>> {
+        let mut topics = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            topics.extend(shard.keys().filter(|topic| topic.starts_with(prefix)).cloned());
+        }
+        topics
+    }
+
     /// How many connections subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.subscribers(topic).map(|subs| subs.read().unwrap_or_else(PoisonError::into_inner).len()).unwrap_or(0)

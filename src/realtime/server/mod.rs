@@ -3,7 +3,7 @@
 //! ([`channel`]), and the services any feature may use: durable topics
 //! ([`gateway::Conn::join_durable`], [`durable`]), presence ([`presence`]), rate limits
 //! ([`limit`]) and the group commit's intake ([`batch`]); with several nodes, the bus between
-//! them ([`bus`]). It knows topics and frames, not features.
+//! them ([`bus`]) and the latest values they share ([`latest`]). It knows topics and frames, not features.
 
 pub mod batch;
 pub mod bus;
@@ -11,6 +11,7 @@ pub mod channel;
 pub mod durable;
 pub mod gateway;
 pub mod hub;
+pub mod latest;
 pub mod limit;
 pub mod net;
 pub mod presence;
