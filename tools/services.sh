@@ -34,7 +34,7 @@ install() { # debian packages...
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  apt-get install -y "${missing[@]}" || (apt-get update && apt-get install -y "${missing[@]}")
+  { apt-get install -y "${missing[@]}" || (apt-get update && apt-get install -y "${missing[@]}"); } >&2
 }
 
 as_postgres() {
@@ -69,6 +69,8 @@ start_postgres() {
 }
 
 start_redis() {
+  # The fault tests (tests/faults.rs) restart a Redis of their own: the server must be here.
+  command -v redis-server >/dev/null || install redis-server
   if [ -z "${SERVICES_PRIVATE:-}" ] && answers 127.0.0.1 6379; then
     echo "SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:6379"
     return
