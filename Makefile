@@ -27,7 +27,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-map bench-chart bench-ingest clean wasm-size services
+.PHONY: build run cluster simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-cluster bench-map bench-chart bench-ingest clean wasm-size services
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -88,6 +88,12 @@ $(SERVER): $(SOURCES)
 run: build
 	./$(SERVER)
 
+## N nodes (3 unless N says) behind HAProxy on http://127.0.0.1:3000, on the machine's
+## PostgreSQL and Redis (tools/cluster.sh). Ctrl-C stops them.
+N ?= 3
+cluster: build
+	tools/cluster.sh $(N)
+
 ## Feed the server started by `make run` demo data: sensors and people walking on the map.
 ## Options go in ARGS, e.g. `make simulate ARGS="--sensors 8 --rate 5"`.
 simulate: $(SERVER)
@@ -123,6 +129,7 @@ e2e-deps:
 	@[ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
 
 e2e: build e2e-deps
+	tools/services.sh start
 	cd end2end && CHROMIUM=$(CHROMIUM) npx playwright test 2>&1 | tee ../target/e2e.log
 
 ## Every check: format, clippy for both targets, Rust tests, Playwright against the release build.
@@ -154,6 +161,11 @@ bench-map: build e2e-deps
 ## Chart frame time: 10 sensors of 10,000 readings streaming at 10 Hz, against 1 of 1,000.
 bench-chart: build e2e-deps
 	./tools/page-bench.sh chart.js "$${SECONDS_PER_RUN:-10}"
+
+## Several nodes on PostgreSQL and Redis: latency added by crossing nodes, throughput with the
+## engines' CPU counted in, and 100,000 connections over six nodes (docs/benchmarks.md).
+bench-cluster: $(SERVER) $(BENCH)
+	./tools/cluster-bench.sh
 
 ## Sensor readings ingested and made durable per second over HTTP, for a few batch sizes and
 ## connection counts, as ratios to one reading per request on one connection (docs/benchmarks.md).

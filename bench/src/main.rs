@@ -37,12 +37,22 @@ struct Cli {
     /// The server's protocol.
     #[arg(long, value_enum)]
     target: Target,
-    /// The server's address.
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    addr: SocketAddr,
-    /// The server's process id: its CPU time and memory are read from /proc.
+    /// The server's address; several, separated by commas (the nodes of a cluster): readers
+    /// are spread over them in turn.
+    #[arg(long, default_value = "127.0.0.1:3000", value_delimiter = ',')]
+    addr: Vec<SocketAddr>,
+    /// Where senders connect, when not to `--addr` (a cluster: publish on one node, read on
+    /// another).
     #[arg(long)]
-    server_pid: Option<u32>,
+    sender_addr: Option<SocketAddr>,
+    /// The server's process id: its CPU time and memory are read from /proc. Several,
+    /// separated by commas (a cluster's nodes, PostgreSQL, Redis): their sums.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Time messages by the wall clock, from this many nanoseconds since the Unix epoch, so
+    /// that generators in several processes measure one broadcast together.
+    #[arg(long)]
+    wall_epoch_ns: Option<u64>,
     /// Print one JSON object per result on stdout (the table is made from these).
     #[arg(long)]
     json: bool,
@@ -113,6 +123,13 @@ enum Workload {
         /// Seconds the broadcast may take at most (0: no broadcast).
         #[arg(long, default_value_t = 30.0)]
         broadcast_timeout: f64,
+        /// Send nothing: another generator process broadcasts (with the same
+        /// `--wall-epoch-ns`); wait for it up to `--broadcast-timeout` seconds.
+        #[arg(long)]
+        listen_only: bool,
+        /// Write the number of connections held to this file once they are open.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
     },
     /// Connections opened and joined per second.
     Connect {
@@ -163,7 +180,9 @@ struct Plan {
 /// Everything the connection tasks share (one thread, so cells, not locks).
 struct Shared {
     target: Target,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    sender_addr: Option<SocketAddr>,
+    wall_epoch_ns: Option<u64>,
     sources: u8,
     senders: usize,
     pad: usize,
@@ -183,7 +202,21 @@ struct Shared {
 
 impl Shared {
     fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        match self.wall_epoch_ns {
+            Some(epoch) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                (now.as_nanos() as u64).saturating_sub(epoch)
+            }
+            None => self.epoch.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// The address connection `index` in `role` connects to.
+    fn addr(&self, index: usize, role: Role) -> SocketAddr {
+        match (role, self.sender_addr) {
+            (Role::Sender(_), Some(addr)) => addr,
+            _ => self.addrs[index % self.addrs.len()],
+        }
     }
 
     fn source(&self, index: usize) -> Option<IpAddr> {
@@ -206,7 +239,7 @@ enum Role {
 async fn connection(shared: Rc<Shared>, index: usize, role: Role) {
     let joining = async {
         let _permit = shared.handshakes.acquire().await;
-        shared.target.join(shared.addr, shared.source(index), index).await
+        shared.target.join(shared.addr(index, role), shared.source(index), index).await
     };
     let mut conn = match joining.await {
         Ok(conn) => conn,
@@ -388,18 +421,26 @@ impl PhaseResult {
 
 struct Bench {
     shared: Rc<Shared>,
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     json: bool,
     concurrency: usize,
 }
 
 impl Bench {
     fn server_cpu(&self) -> Option<Duration> {
-        self.server_pid.and_then(|pid| process::cpu_time(pid).ok())
+        self.sum(process::cpu_time)
     }
 
     fn server_rss(&self) -> Option<u64> {
-        self.server_pid.and_then(|pid| process::rss_bytes(pid).ok())
+        self.sum(process::rss_bytes)
+    }
+
+    /// `read` summed over the server's processes; `None` without any, or if one is gone.
+    fn sum<T: std::iter::Sum>(&self, read: impl Fn(u32) -> std::io::Result<T>) -> Option<T> {
+        if self.server_pids.is_empty() {
+            return None;
+        }
+        self.server_pids.iter().map(|&pid| read(pid).ok()).sum()
     }
 
     /// Open `count` connections (numbered from `first`) and wait until each has joined or failed.
@@ -607,10 +648,21 @@ impl Bench {
         Ok(())
     }
 
-    async fn idle(&self, connections: usize, settle: f64, broadcast_timeout: f64) -> Result<(), String> {
+    async fn idle(
+        &self,
+        connections: usize,
+        settle: f64,
+        broadcast_timeout: f64,
+        listen_only: bool,
+        ready_file: Option<std::path::PathBuf>,
+    ) -> Result<(), String> {
         let rss0 = self.server_rss();
-        let took = self.open(0, connections, |i| if i == 0 { Role::Sender(0) } else { Role::Reader }).await;
+        let role = |i| if i == 0 && !listen_only { Role::Sender(0) } else { Role::Reader };
+        let took = self.open(0, connections, role).await;
         let joined = self.shared.joined.get();
+        if let Some(file) = ready_file {
+            std::fs::write(&file, joined.to_string()).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
         tokio::time::sleep(Duration::from_secs_f64(settle)).await;
         let rss1 = self.server_rss();
         let per_connection = rss0.zip(rss1).map(|(a, b)| (b as f64 - a as f64) / joined.max(1) as f64);
@@ -630,7 +682,7 @@ impl Bench {
             let shared = &self.shared;
             shared.tally.borrow_mut().next_phase(1);
             shared.sent.borrow_mut().iter_mut().for_each(|s| *s = 0);
-            shared.plan.set(Plan { phase: 1, sending: true, rate: 1e9, start_ns: shared.now_ns(), limit: 1 });
+            shared.plan.set(Plan { phase: 1, sending: !listen_only, rate: 1e9, start_ns: shared.now_ns(), limit: 1 });
             let deadline = Instant::now() + Duration::from_secs_f64(broadcast_timeout);
             while shared.tally.borrow().received < joined as u64 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -752,7 +804,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         ^ std::process::id();
     let shared = Rc::new(Shared {
         target: cli.target,
-        addr: cli.addr,
+        addrs: cli.addr.clone(),
+        sender_addr: cli.sender_addr,
+        wall_epoch_ns: cli.wall_epoch_ns,
         sources,
         senders: senders.max(1),
         pad: cli.payload.saturating_sub(MARKER_LEN),
@@ -769,7 +823,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         close_codes: RefCell::new(Vec::new()),
         handshakes: Semaphore::new(cli.concurrency.max(1)),
     });
-    let bench = Bench { shared, server_pid: cli.server_pid, json: cli.json, concurrency: cli.concurrency.max(1) };
+    let bench = Bench { shared, server_pids: cli.server_pid, json: cli.json, concurrency: cli.concurrency.max(1) };
     match cli.workload {
         Workload::Fanout { subscribers, senders, rate, duration, warmup, stalled } => {
             bench.fanout(subscribers, senders.max(1), rate, duration, warmup, stalled).await
@@ -777,8 +831,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Workload::Ramp { subscribers, senders, start, factor, step, p99_ms, max_steps } => {
             bench.ramp(subscribers, senders.max(1), start, factor.max(1.01), step, p99_ms, max_steps).await
         }
-        Workload::Idle { connections, settle, broadcast_timeout } => {
-            bench.idle(connections, settle, broadcast_timeout).await
+        Workload::Idle { connections, settle, broadcast_timeout, listen_only, ready_file } => {
+            bench.idle(connections, settle, broadcast_timeout, listen_only, ready_file).await
         }
         Workload::Connect { connections } => bench.connect(connections).await,
         Workload::SendFloor { .. } => Ok(()),

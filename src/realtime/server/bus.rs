@@ -178,6 +178,24 @@ struct Track {
     /// A task is reading the gap from PostgreSQL.
     filling: bool,
     last_used: Instant,
+    /// `delivered`, for whoever waits for it to reach an offset ([`Cluster::reach`]).
+    watch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Track {
+    /// Deliver what waits, in order, under the topic's lock.
+    fn drain(&mut self, hub: &Hub, topic: &Arc<str>, deliver: &dyn Deliver) {
+        let before = self.delivered;
+        loop {
+            let next = self.delivered + 1;
+            let Some(event) = self.pending.remove(&next) else { break };
+            self.delivered = next;
+            deliver.deliver(hub, topic, event);
+        }
+        if self.delivered != before {
+            self.watch.send_replace(self.delivered);
+        }
+    }
 }
 
 /// Delivers each durable topic's events on this node in offset order, once each: what comes
@@ -205,7 +223,19 @@ pub struct Cluster {
     pub stats: Stats,
     /// A test's seam: what happens to messages this node receives.
     chaos: Mutex<Option<Chaos>>,
+    /// Until when (ms since the Unix epoch) Redis is taken as down after a command failed:
+    /// what can do without it (a rate limit) does not wait for it meanwhile.
+    down_until: std::sync::atomic::AtomicI64,
 }
+
+/// How long a joining connection waits for this node to catch up with its replay.
+const REACH_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a command that someone waits on may take.
+pub const QUICK: Duration = Duration::from_millis(300);
+
+/// How long Redis is left alone after a command to it failed.
+const REDIS_BACKOFF_MS: i64 = 1000;
 
 /// What a test makes the bus do to the messages a node receives, as a bad network or a
 /// restarting Redis would: lose some, and hold others back so that they arrive late and out
@@ -272,6 +302,7 @@ impl Cluster {
             stop: CancellationToken::new(),
             stats: Stats::default(),
             chaos: Mutex::new(None),
+            down_until: std::sync::atomic::AtomicI64::new(0),
         });
         hub.set_relay(cluster.clone());
         tokio::spawn(publish_loop(cluster.redis.clone(), cluster.channel.clone(), outgoing, cluster.stop.clone()));
@@ -318,6 +349,41 @@ impl Cluster {
     /// A connection for commands (presence, latest values, rate limits).
     pub fn redis(&self) -> ConnectionManager {
         self.redis.clone()
+    }
+
+    /// Whether Redis answered the last command sent to it (or failed long enough ago to try
+    /// again). When it did not, callers that can do without it do.
+    pub fn redis_up(&self) -> bool {
+        crate::store::now_ms() >= self.down_until.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Run a command for a caller that waits on it (a rate limit, a join): `Err` when Redis is
+    /// taken as down, fails, or takes longer than [`QUICK`], which leaves Redis alone for a
+    /// moment. (A command sent while the connection is being made again would wait for it.)
+    pub async fn quick<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        if !self.redis_up() {
+            return Err("Redis was down a moment ago".into());
+        }
+        match tokio::time::timeout(QUICK, command).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.redis_failed();
+                Err(error.to_string())
+            }
+            Err(_) => {
+                self.redis_failed();
+                Err(format!("Redis did not answer within {QUICK:?}"))
+            }
+        }
+    }
+
+    /// A command to Redis failed: leave it alone for a moment.
+    pub fn redis_failed(&self) {
+        let until = crate::store::now_ms() + REDIS_BACKOFF_MS;
+        self.down_until.store(until, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn store(&self) -> &Store {
@@ -432,6 +498,7 @@ impl Cluster {
                     head: delivered,
                     filling: false,
                     last_used: Instant::now(),
+                    watch: tokio::sync::watch::Sender::new(delivered),
                 }))
             })
             .clone()
@@ -465,12 +532,7 @@ impl Cluster {
         state.head = state.head.max(event.offset);
         state.pending.insert(event.offset, event);
         // Delivered under the topic's lock: two sources never pass each other.
-        loop {
-            let next = state.delivered + 1;
-            let Some(event) = state.pending.remove(&next) else { break };
-            state.delivered = next;
-            deliver.deliver(&self.hub, topic, event);
-        }
+        state.drain(&self.hub, topic, &*deliver);
         if state.head > state.delivered && !state.filling {
             state.filling = true;
             let (this, topic, track) = (self.clone(), topic.clone(), track.clone());
@@ -498,6 +560,7 @@ impl Cluster {
                     tracing::warn!(%topic, from, to, "events missing from the store: skipped");
                     let skip_to = state.pending.keys().next().map_or(state.head, |&first| first - 1);
                     state.delivered = state.delivered.max(skip_to);
+                    state.watch.send_replace(state.delivered);
                     drop(state);
                     self.drain(&topic, &track);
                 }
@@ -525,12 +588,32 @@ impl Cluster {
     /// Deliver what waits in order.
     fn drain(&self, topic: &Arc<str>, track: &Arc<Mutex<Track>>) {
         let Some(deliver) = self.deliverer(topic) else { return };
-        let mut state = track.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            let next = state.delivered + 1;
-            let Some(event) = state.pending.remove(&next) else { break };
-            state.delivered = next;
-            deliver.deliver(&self.hub, topic, event);
+        track.lock().unwrap_or_else(PoisonError::into_inner).drain(&self.hub, topic, &*deliver);
+    }
+
+    /// Wait (a few seconds at most) until this node has delivered `topic` up to `offset`,
+    /// reading what it lacks from PostgreSQL now. A connection that replayed up to `offset`
+    /// from the store waits for this before it takes live events, which are written to it
+    /// without a look at their offsets: nothing it replayed then comes again.
+    pub async fn reach(self: &Arc<Self>, topic: &Arc<str>, offset: u64) {
+        let track = self.sequencer.topics.lock().unwrap_or_else(PoisonError::into_inner).get(topic).cloned();
+        let Some(track) = track else { return };
+        let mut delivered = {
+            let mut state = track.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.delivered >= offset {
+                return;
+            }
+            state.head = state.head.max(offset);
+            if !state.filling {
+                state.filling = true;
+                let (this, topic, track) = (self.clone(), topic.clone(), track.clone());
+                tokio::spawn(async move { this.fill(topic, track).await });
+            }
+            state.watch.subscribe()
+        };
+        let reached = tokio::time::timeout(REACH_WAIT, delivered.wait_for(|&d| d >= offset)).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            tracing::warn!(%topic, offset, "this node did not catch up in time: a subscriber may get an event twice");
         }
     }
 

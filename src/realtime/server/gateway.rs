@@ -561,8 +561,9 @@ impl Conn {
         let from = match resume {
             Some(r) if r.epoch == epoch && r.offset <= head => r.offset,
             Some(_) => {
-                self.subscriptions.insert(name, head);
+                self.subscriptions.insert(name.clone(), head);
                 self.send(&ServerFrame::Reset { id, topic, epoch, head }).await?;
+                caught_up(self.cluster.clone(), &name, head).await;
                 return Ok(None);
             }
             None => head,
@@ -570,6 +571,8 @@ impl Conn {
         self.subscriptions.insert(name.clone(), from);
         self.send(&ServerFrame::Subscribed { id: id.clone(), topic, epoch, head }).await?;
         self.replay(&id, &name, history).await?;
+        let last = self.subscriptions.get(&name).copied().unwrap_or(head);
+        caught_up(self.cluster.clone(), &name, last).await;
         Ok(Some(name))
     }
 
@@ -596,6 +599,14 @@ impl Conn {
                 return Ok(());
             }
         }
+    }
+}
+
+/// On several nodes: wait until this node's live stream of `topic` has passed `last`, the
+/// offset a connection has from the store, before live events are written to it.
+async fn caught_up(cluster: Option<Arc<Cluster>>, topic: &Arc<str>, last: u64) {
+    if let Some(cluster) = cluster {
+        cluster.reach(topic, last).await;
     }
 }
 

@@ -99,14 +99,14 @@ impl Latest {
         pipe.query_async(&mut self.cluster.redis()).await
     }
 
-    /// Every value in `topic` that has not expired, on every node.
-    pub async fn all(&self, topic: &str) -> redis::RedisResult<Vec<String>> {
+    /// Every value in `topic` that has not expired, on every node (see [`Cluster::quick`]).
+    pub async fn all(&self, topic: &str) -> Result<Vec<String>, String> {
         let (hash, expiry) = self.keys(topic);
-        let (live, values): (Vec<String>, HashMap<String, String>) = redis::pipe()
-            .zrangebyscore(&expiry, now_ms(), "+inf")
-            .hgetall(&hash)
-            .query_async(&mut self.cluster.redis())
-            .await?;
+        let mut redis = self.cluster.redis();
+        let mut pipe = redis::pipe();
+        pipe.zrangebyscore(&expiry, now_ms(), "+inf").hgetall(&hash);
+        let (live, values): (Vec<String>, HashMap<String, String>) =
+            self.cluster.quick(pipe.query_async(&mut redis)).await?;
         Ok(live.into_iter().filter_map(|key| values.get(&key).cloned()).collect())
     }
 

@@ -53,11 +53,13 @@ impl RateLimiter {
     pub async fn allow(&self, key: &str) -> bool {
         let Some((cluster, name)) = &self.shared else { return self.allow_here(key) };
         let bucket = format!("{}rate:{name}:{key}", cluster.prefix());
-        let taken = TAKE.key(bucket).arg(self.rate).arg(self.burst).invoke_async::<i64>(&mut cluster.redis()).await;
-        match taken {
+        let mut redis = cluster.redis();
+        let mut invocation = TAKE.key(bucket);
+        invocation.arg(self.rate).arg(self.burst);
+        match cluster.quick(invocation.invoke_async::<i64>(&mut redis)).await {
             Ok(allowed) => allowed == 1,
             Err(error) => {
-                tracing::warn!(%error, "the shared rate limit is out of reach: this node's own applies");
+                tracing::debug!(%error, "the shared rate limit is out of reach: this node's own applies");
                 self.allow_here(key)
             }
         }

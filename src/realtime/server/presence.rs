@@ -94,7 +94,7 @@ impl Presence {
         let known = self.merged.lock().unwrap_or_else(PoisonError::into_inner).get(topic).cloned();
         match known {
             Some(names) => names,
-            None => match read(cluster, topic).await {
+            None => match cluster.quick(read(cluster, topic)).await {
                 Ok(names) => {
                     self.merged.lock().unwrap_or_else(PoisonError::into_inner).insert(Arc::from(topic), names.clone());
                     names
