@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{redis_prefix, Client, TestServer};
+use support::{http, redis_prefix, server_fn, Client, TestServer};
 use switchboard::chat::server::Chat;
 use switchboard::realtime::server::bus::Chaos;
 use switchboard::store::testing::TestDatabase;
@@ -252,4 +252,80 @@ async fn a_persons_rate_limit_is_one_allowance_across_the_nodes() {
         let refused = client.publish(LOBBY, &id, "one too many").await;
         assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("rate_limited")));
     }
+}
+
+#[tokio::test]
+async fn a_private_room_shared_on_one_node_opens_on_the_other_and_closes_there_on_removal() {
+    let (nodes, _) = cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let bob = nodes[1].sign_up("bob").await;
+    let made = server_fn(nodes[0].addr, "create_room", "name=secret&private=on", Some(&alice)).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let mut bob_ws = nodes[1].web_as(&bob).await;
+    bob_ws.next_of("welcome").await;
+    assert_eq!(bob_ws.subscribe("chat:secret", None).await["code"], "unknown_room", "not a member yet");
+    // Alice invites Bob on node 0: Bob's connection on node 1 hears of it, and may join there.
+    let invited = server_fn(nodes[0].addr, "invite_member", "room=secret&username=bob", Some(&alice)).await;
+    assert_eq!(invited.status, 200, "{}", invited.body);
+    assert_eq!(bob_ws.next_of("room").await["room"]["name"], "secret");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while bob_ws.subscribe("chat:secret", None).await["type"] != "subscribed" {
+        assert!(tokio::time::Instant::now() < deadline, "node 1 never learnt of the membership");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut alice_ws = nodes[0].web_as(&alice).await;
+    alice_ws.subscribe("chat:secret", None).await;
+    // Typing crosses nodes too.
+    alice_ws.send(json!({"type": "typing", "id": "t", "topic": "chat:secret"})).await;
+    assert_eq!(bob_ws.next_of("typing").await["user"], "alice");
+    assert_eq!(alice_ws.publish("chat:secret", "s1", "for members").await["type"], "ack");
+    assert_eq!(bob_ws.next_of("message").await["text"], "for members");
+    // Removed on node 0: cut off on node 1 at once, and nothing more reaches him.
+    let removed = server_fn(nodes[0].addr, "remove_member", "room=secret&username=bob", Some(&alice)).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(bob_ws.next_of("room_left").await["room"], "secret");
+    assert_eq!(alice_ws.publish("chat:secret", "s2", "bob must not see this").await["type"], "ack");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(bob_ws.drain().await.iter().all(|f| f["type"] != "message"), "nothing after the removal");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while bob_ws.subscribe("chat:secret", None).await["type"] == "subscribed" {
+        assert!(tokio::time::Instant::now() < deadline, "node 1 never learnt of the removal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn readings_posted_on_one_node_reach_watchers_and_the_tutorial_endpoint_on_the_other() {
+    let (nodes, _) = cluster(2).await;
+    let alice = nodes[0].sign_up("alice").await;
+    let created = server_fn(nodes[0].addr, "create_sensor", "name=hall&range_min=0&range_max=100", Some(&alice)).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let created: Value = serde_json::from_str(&created.body).unwrap();
+    let (id, token) = (created["sensor"]["id"].as_i64().unwrap(), created["token"].as_str().unwrap().to_owned());
+    let topic = format!("sensor:{id}");
+    let mut watcher = nodes[1].web("watcher").await;
+    assert_eq!(watcher.subscribe(&topic, None).await["type"], "subscribed");
+    let mut seed = Client::connect(&nodes[1].url("/ws/sensor_data/")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let auth = format!("Bearer {token}");
+    let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
+    let posted = http(nodes[0].addr, "POST", &format!("/api/sensors/{id}/readings"), &headers, r#"{"value": 21.5}"#).await;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    assert_eq!(watcher.next_of("readings").await["readings"][0]["value"], 21.5);
+    let echoed = seed.next().await;
+    assert_eq!((echoed["sensor_id"].as_i64(), echoed["sensor_value"].as_f64()), (Some(id), Some(21.5)), "{echoed}");
+    // A late watcher on the other node gets the latest reading first (it is in PostgreSQL).
+    let mut late = nodes[1].web("late").await;
+    late.subscribe(&topic, None).await;
+    assert_eq!(late.next_of("readings").await["readings"][0]["value"], 21.5);
+}
+
+#[tokio::test]
+async fn a_sqlite_file_with_a_redis_url_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = switchboard::server::config::Config::for_tests(format!("sqlite://{}/s.db", dir.path().display()));
+    config.redis_url = Some(support::redis_url());
+    let Err(error) = switchboard::server::Server::bind(config).await else { panic!("a SQLite node of a cluster started") };
+    let message = error.to_string();
+    assert!(message.contains("postgres") && message.contains("SQLite file belongs to one process"), "{message}");
 }

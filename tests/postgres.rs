@@ -1,6 +1,6 @@
 //! The PostgreSQL schema (`migrations/postgres`): it applies to a fresh database and holds every
 //! table the store uses, and its per-topic counter hands out offsets as the log of events will
-//! on several nodes (docs/cluster.md). Runs on the PostgreSQL that `tools/services.sh start`
+//! on several nodes (docs/architecture.md, "Engines"). Runs on the PostgreSQL that `tools/services.sh start`
 //! found or started (`make test` runs it first), in a database of its own, dropped at the end.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
