@@ -141,7 +141,7 @@ if [[ " $SKIP " != *" throughput "* ]]; then
 fi
 
 if [[ " $SKIP " != *" idle "* ]]; then
-  per=$((CONNECTIONS / NODES))
+  per=$(((CONNECTIONS + NODES - 1) / NODES))
   echo "== $CONNECTIONS connections over $NODES nodes ($per each), then one broadcast"
   # Mostly idle connections by the hundred thousand: a ping every 30 s rather than every 3 s
   # (33,000 pings a second would be most of what two cores do here).
@@ -157,7 +157,7 @@ if [[ " $SKIP " != *" idle "* ]]; then
   # Every part but the last listens; the last connects, then broadcasts to all.
   for i in $(seq "$NODES"); do
     args=(--addr "127.0.0.1:$((PORT + 10 + i))" --server-pid "${nodes[$((i - 1))]}" --wall-epoch-ns "$epoch"
-      --sources 4 --concurrency 32)
+      --sources 4 --first-source $((1 + 4 * (i - 1))) --concurrency 32)
     if [ "$i" -lt "$NODES" ]; then
       "$BENCH_BIN" --target switchboard-web --json "${args[@]}" idle --connections "$per" --settle 2 \
         --broadcast-timeout 600 --listen-only --ready-file "$OUT/ready-$i" >"$OUT/idle-$i.json" 2>>"$OUT/bench.log" &

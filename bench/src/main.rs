@@ -60,6 +60,10 @@ struct Cli {
     /// its own range of ports. 0: one per 20,000 connections.
     #[arg(long, default_value_t = 0)]
     sources: u8,
+    /// The first source address's last byte (127.0.0.N): generators running at once take
+    /// addresses of their own.
+    #[arg(long, default_value_t = 1)]
+    first_source: u8,
     /// Connection handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -184,6 +188,7 @@ struct Shared {
     sender_addr: Option<SocketAddr>,
     wall_epoch_ns: Option<u64>,
     sources: u8,
+    first_source: u8,
     senders: usize,
     pad: usize,
     run: u32,
@@ -220,7 +225,9 @@ impl Shared {
     }
 
     fn source(&self, index: usize) -> Option<IpAddr> {
-        (self.sources > 1).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % self.sources as usize) as u8)))
+        let first = self.first_source.max(1) as usize;
+        (self.sources > 1 || first > 1)
+            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, (first + index % self.sources.max(1) as usize).min(254) as u8)))
     }
 
     fn note_error(&self, error: String) {
@@ -808,6 +815,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         sender_addr: cli.sender_addr,
         wall_epoch_ns: cli.wall_epoch_ns,
         sources,
+        first_source: cli.first_source,
         senders: senders.max(1),
         pad: cli.payload.saturating_sub(MARKER_LEN),
         run,

@@ -126,12 +126,38 @@ pub struct Conn {
     closed: Option<Option<u16>>,
 }
 
+/// `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2): a bind to port 0 leaves the port to `connect`.
+fn no_port_at_bind(socket: &TcpSocket) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        const IP_BIND_ADDRESS_NO_PORT: libc::c_int = 24;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a pointer to an int that outlives the call.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                IP_BIND_ADDRESS_NO_PORT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
+}
+
 impl Conn {
     /// Connect from `source` (a loopback address of its own lets one machine open more
     /// connections than one address has ports) and upgrade on `path`.
     pub async fn open(server: SocketAddr, source: Option<IpAddr>, path: &str) -> io::Result<Conn> {
         let socket = TcpSocket::new_v4()?;
         if let Some(ip) = source {
+            // The port is chosen at connect, per destination, rather than at bind, unique
+            // among every socket bound to the address: with tens of thousands bound, the
+            // bind's search for a free port is slow, and the range runs out.
+            no_port_at_bind(&socket);
             socket.bind(SocketAddr::new(ip, 0))?;
         }
         let stream = socket.connect(server).await?;
