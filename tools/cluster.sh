@@ -3,12 +3,13 @@
 # the machine's PostgreSQL and Redis (tools/services.sh: the shared ones where they answer,
 # else private ones). Every node serves every client; HAProxy spreads new connections over the
 # nodes that answer /healthz and passes WebSocket upgrades through. Ctrl-C stops them all.
-#   tools/cluster.sh [N]     PORT=3000 (the balancer; the nodes take the next N ports)
+#   tools/cluster.sh [N] [node options...]     PORT=3000 (the balancer; the nodes take the next N ports)
 #                            DATABASE=switchboard_cluster (made if missing)
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 N="${1:-3}"
+[ $# -gt 0 ] && shift
 PORT="${PORT:-3000}"
 DATABASE="${DATABASE:-switchboard_cluster}"
 DIR="$ROOT/target/cluster"
