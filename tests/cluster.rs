@@ -309,7 +309,8 @@ async fn readings_posted_on_one_node_reach_watchers_and_the_tutorial_endpoint_on
     tokio::time::sleep(Duration::from_millis(100)).await;
     let auth = format!("Bearer {token}");
     let headers = [("Content-Type", "application/json"), ("Authorization", auth.as_str())];
-    let posted = http(nodes[0].addr, "POST", &format!("/api/sensors/{id}/readings"), &headers, r#"{"value": 21.5}"#).await;
+    let posted =
+        http(nodes[0].addr, "POST", &format!("/api/sensors/{id}/readings"), &headers, r#"{"value": 21.5}"#).await;
     assert_eq!(posted.status, 200, "{}", posted.body);
     assert_eq!(watcher.next_of("readings").await["readings"][0]["value"], 21.5);
     let echoed = seed.next().await;
@@ -325,7 +326,9 @@ async fn a_sqlite_file_with_a_redis_url_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = switchboard::server::config::Config::for_tests(format!("sqlite://{}/s.db", dir.path().display()));
     config.redis_url = Some(support::redis_url());
-    let Err(error) = switchboard::server::Server::bind(config).await else { panic!("a SQLite node of a cluster started") };
+    let Err(error) = switchboard::server::Server::bind(config).await else {
+        panic!("a SQLite node of a cluster started")
+    };
     let message = error.to_string();
     assert!(message.contains("postgres") && message.contains("SQLite file belongs to one process"), "{message}");
 }

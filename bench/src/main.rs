@@ -226,8 +226,9 @@ impl Shared {
 
     fn source(&self, index: usize) -> Option<IpAddr> {
         let first = self.first_source.max(1) as usize;
-        (self.sources > 1 || first > 1)
-            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, (first + index % self.sources.max(1) as usize).min(254) as u8)))
+        (self.sources > 1 || first > 1).then(|| {
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, (first + index % self.sources.max(1) as usize).min(254) as u8))
+        })
     }
 
     fn note_error(&self, error: String) {

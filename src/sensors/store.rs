@@ -505,17 +505,7 @@ mod tests {
     #[tokio::test]
     async fn compactions_at_once_on_several_nodes_fold_each_reading_once() {
         let store = crate::store::testing::postgres().await;
-        let new = NewSensor {
-            owner_id: None,
-            name: "folded",
-            unit: "",
-            range_min: None,
-            range_max: None,
-            alert_low: None,
-            alert_high: None,
-            token_hash: "h",
-        };
-        let sensor = store.create_sensor(&new).await.unwrap().info.id;
+        let sensor = store.create_sensor(&plain("folded", "h")).await.unwrap().info.id;
         let readings: Vec<Reading> =
             (0..2000).map(|i| Reading { ts: 1_764_000_000_000 + i * 97, value: (i % 10) as f64 }).collect();
         store.append_readings(&[ReadingBatch { sensor_id: sensor, readings, client_id: None }]).await.unwrap();
@@ -535,18 +525,22 @@ mod tests {
         assert!((all[0].value - 4.5).abs() < 1e-9, "the average is kept: {}", all[0].value);
     }
 
-    async fn chunked_appends(store: &Store) {
-        let new = NewSensor {
+    /// A sensor with no unit, range or alerts, owned by nobody.
+    fn plain<'a>(name: &'a str, token_hash: &'a str) -> NewSensor<'a> {
+        NewSensor {
             owner_id: None,
-            name: "chunks",
+            name,
             unit: "",
             range_min: None,
             range_max: None,
             alert_low: None,
             alert_high: None,
-            token_hash: "h",
-        };
-        let sensor = store.create_sensor(&new).await.unwrap().info.id;
+            token_hash,
+        }
+    }
+
+    async fn chunked_appends(store: &Store) {
+        let sensor = store.create_sensor(&plain("chunks", "h")).await.unwrap().info.id;
         let readings = |from: i64, count: i64| -> Vec<Reading> {
             (from..from + count).map(|i| Reading { ts: 1_764_000_000_000 + i, value: i as f64 / 3.0 }).collect()
         };
@@ -565,7 +559,7 @@ mod tests {
 
         // A batch with an id is stored once: again in the same transaction, or in a later one,
         // it is a duplicate; the same id for another sensor is another post.
-        let other = store.create_sensor(&NewSensor { name: "other", token_hash: "h2", ..new }).await.unwrap().info.id;
+        let other = store.create_sensor(&plain("other", "h2")).await.unwrap().info.id;
         let with_id = |sensor_id: i64, from: i64, id: &str| ReadingBatch {
             sensor_id,
             readings: readings(from, 2),

@@ -6,12 +6,13 @@
 //! of this.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::bus::Cluster;
 use super::hub::Hub;
 use crate::store::now_ms;
 
+use super::presence::renew_while;
 pub use super::presence::{RENEW, TTL};
 
 /// Told of each value that expired: the topic and the value.
@@ -31,7 +32,11 @@ impl Latest {
     pub fn new(cluster: Arc<Cluster>, hub: Arc<Hub>, kind: &'static str) -> Arc<Latest> {
         let latest =
             Arc::new(Latest { cluster, hub, kind, mine: Mutex::new(HashMap::new()), expired: Mutex::new(None) });
-        tokio::spawn(renew_loop(Arc::downgrade(&latest)));
+        tokio::spawn(renew_while(Arc::downgrade(&latest), |latest| async move {
+            if let Err(error) = latest.renew().await {
+                tracing::warn!(%error, kind = latest.kind, "renewing latest values failed");
+            }
+        }));
         latest
     }
 
@@ -161,17 +166,5 @@ impl Latest {
             }
         }
         Ok(())
-    }
-}
-
-async fn renew_loop(latest: Weak<Latest>) {
-    let mut ticks = tokio::time::interval(RENEW);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(latest) = latest.upgrade() else { return };
-        if let Err(error) = latest.renew().await {
-            tracing::warn!(%error, kind = latest.kind, "renewing latest values failed");
-        }
     }
 }

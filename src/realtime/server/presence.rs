@@ -73,7 +73,10 @@ impl Presence {
                     });
                 }),
             );
-            tokio::spawn(renew_loop(Arc::downgrade(&presence)));
+            tokio::spawn(renew_while(
+                Arc::downgrade(&presence),
+                |presence| async move { presence.refresh_all().await },
+            ));
         }
         presence
     }
@@ -261,13 +264,18 @@ impl Presence {
     }
 }
 
-async fn renew_loop(presence: Weak<Presence>) {
+/// Every [`RENEW`], run `tick` on what `owner` points to, for as long as it lives.
+pub(crate) async fn renew_while<T, F, Fut>(owner: Weak<T>, tick: F)
+where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticks = tokio::time::interval(RENEW);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(presence) = presence.upgrade() else { return };
-        presence.refresh_all().await;
+        let Some(owner) = owner.upgrade() else { return };
+        tick(owner).await;
     }
 }
 
