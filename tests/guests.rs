@@ -114,6 +114,9 @@ async fn online_after_joining(server: &TestServer, clients: [&mut Client; 2]) ->
         let id = client.id();
         client.send(json!({"type": "subscribe", "id": id, "topic": LOBBY, "present": true})).await;
         client.next_of("subscribed").await;
+        // Counted once its own list arrives: `subscribed` comes before the connection counts
+        // as present, so a newcomer right after it could see the list without it.
+        client.next_of("presence").await;
     }
     let mut watching = server.web("watcher").await;
     watching.subscribe(LOBBY, None).await;
