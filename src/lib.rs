@@ -15,6 +15,7 @@ pub mod chat;
 pub mod codec;
 pub mod error;
 pub mod map;
+pub mod polls;
 pub mod realtime;
 pub mod sensors;
 pub mod ui;
