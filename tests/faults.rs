@@ -3,7 +3,8 @@
 //! checker subscribes on every node and verifies that every acknowledged message arrives
 //! exactly once, in order, with contiguous offsets, on every subscriber, while a node is killed
 //! with `kill -9` (its publishers retry on another node with the same ids), Redis is restarted,
-//! and the nodes' PostgreSQL connections are terminated; a single SQLite node killed with
+//! then paused (its connections open and silent), and the nodes' PostgreSQL connections are
+//! terminated; a single SQLite node killed with
 //! `kill -9` and restarted loses nothing acknowledged either; presence forgets a killed node's
 //! people within 10 s. Every wait is bounded.
 
@@ -43,6 +44,8 @@ struct Node {
     child: Option<Child>,
     port: u16,
     args: Vec<String>,
+    /// What the node logs (warnings and errors).
+    log: tempfile::NamedTempFile,
 }
 
 impl Node {
@@ -60,7 +63,8 @@ impl Node {
         if let Some(redis) = redis {
             args.push(format!("--redis-url={redis}"));
         }
-        let mut node = Node { child: None, port, args };
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut node = Node { child: None, port, args, log };
         node.run().await;
         node
     }
@@ -69,7 +73,8 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(&self.args)
             .env("RUST_LOG", "warn")
-            .stdout(if std::env::var_os("FAULTS_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .env("NO_COLOR", "1")
+            .stdout(self.log.reopen().unwrap())
             .kill_on_drop(true)
             .spawn()
             .expect("the switchboard binary starts");
@@ -96,6 +101,10 @@ impl Node {
 
     fn url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn logged(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }
 
@@ -124,6 +133,15 @@ impl PrivateRedis {
             .expect("redis-server starts (tools/services.sh installs it)");
         self.child = Some(child);
         wait_until_answers(self.port, "redis-server").await;
+    }
+
+    /// Pause Redis (SIGSTOP) for `long`: its connections stay open and answer nothing.
+    async fn pause(&mut self, long: Duration) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("a running Redis") as i32;
+        // SAFETY: signals to our own child process.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        tokio::time::sleep(long).await;
+        unsafe { libc::kill(pid, libc::SIGCONT) };
     }
 
     async fn restart(&mut self) {
@@ -400,9 +418,15 @@ async fn nothing_acknowledged_is_lost_or_repeated_through_a_killed_node_a_redis_
             let redis = redis.clone();
             fault(move || async move { redis.lock().await.restart().await })
         }),
+        (170, {
+            let redis = redis.clone();
+            fault(move || async move { redis.lock().await.pause(Duration::from_secs(5)).await })
+        }),
         (200, fault(move || async move { terminate_connections(&url).await })),
     ];
     check(urls, 3, 90, faults).await;
+    let logs: Vec<String> = nodes.iter().map(Node::logged).collect();
+    assert!(logs.iter().any(|log| log.contains("went silent")), "a node noticed the paused Redis: {logs:?}");
 }
 
 #[tokio::test]

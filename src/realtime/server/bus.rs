@@ -252,6 +252,8 @@ pub struct Chaos {
 pub struct Stats {
     pub filled: std::sync::atomic::AtomicU64,
     pub reconnects: std::sync::atomic::AtomicU64,
+    /// Times the subscription went silent and was made again.
+    pub silences: std::sync::atomic::AtomicU64,
 }
 
 /// The Redis URL with RESP3 asked for (the subscription's pushes need it).
@@ -282,11 +284,9 @@ impl Cluster {
             .set_max_delay(Duration::from_secs(1));
         let redis = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
         let (pushes, mut pushed) = mpsc::unbounded_channel::<PushInfo>();
-        let mut listener =
-            ConnectionManager::new_with_config(client, config.set_push_sender(pushes).set_automatic_resubscription())
-                .await?;
         let channel = format!("{prefix}bus");
-        listener.subscribe(&channel).await?;
+        let listen = Listen { client, config, pushes, channel: channel.clone() };
+        let listener = listen.connect().await?;
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let cluster = Arc::new(Cluster {
             node: rand::random(),
@@ -332,7 +332,7 @@ impl Cluster {
                 }
             }
         });
-        tokio::spawn(keep_loop(Arc::downgrade(&cluster), listener, cluster.stop.clone()));
+        tokio::spawn(keep_loop(Arc::downgrade(&cluster), listen, listener, cluster.stop.clone()));
         Ok(cluster)
     }
 
@@ -711,18 +711,63 @@ async fn publish_loop(
     }
 }
 
-/// Each second: ping through the subscription's connection (a manager that gave up
-/// reconnecting tries again at its next command), and check the followed topics' heads.
-async fn keep_loop(cluster: Weak<Cluster>, mut listener: ConnectionManager, stop: CancellationToken) {
+/// How the subscription is made (again).
+struct Listen {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    pushes: mpsc::UnboundedSender<PushInfo>,
+    channel: String,
+}
+
+impl Listen {
+    /// A connection of its own that subscribes to the bus, resubscribes after a reconnection
+    /// by itself, and pushes what it hears (and its disconnections) to the listening task.
+    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+        let config = self.config.clone().set_push_sender(self.pushes.clone()).set_automatic_resubscription();
+        let mut listener = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        listener.subscribe(&self.channel).await?;
+        Ok(listener)
+    }
+}
+
+/// Pings that go unanswered in a row before the subscription counts as silent.
+const SILENT_AFTER: u32 = 3;
+
+/// Each second: ping through the subscription's connection, and check the followed topics'
+/// heads. A manager that gave up reconnecting tries again at its next command; a connection
+/// that stays open but answers nothing (a half-open socket, a paused Redis) reports no
+/// disconnection: after [`SILENT_AFTER`] unanswered pings the subscription counts as silent,
+/// the node catches up from PostgreSQL, and a new subscription replaces it (catching up again
+/// once it is made, for what was published meanwhile).
+async fn keep_loop(cluster: Weak<Cluster>, listen: Listen, mut listener: ConnectionManager, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(HEAD_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = 0u32;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let _ = redis::cmd("PING").query_async::<()>(&mut listener).await;
+        let ping = redis::cmd("PING");
+        let answered = tokio::time::timeout(Duration::from_secs(1), ping.query_async::<()>(&mut listener)).await;
+        // Only silence counts: an error says the connection is gone, and the manager is
+        // connecting again already (and will say so); a second subscription beside it would
+        // hear every event twice.
+        unanswered = if answered.is_err() { unanswered + 1 } else { 0 };
         let Some(cluster) = cluster.upgrade() else { return };
+        if unanswered >= SILENT_AFTER {
+            if unanswered == SILENT_AFTER {
+                tracing::warn!("the bus (Redis) went silent: catching up from the store, subscribing again");
+                cluster.stats.silences.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                cluster.caught_up();
+            }
+            if let Ok(Ok(fresh)) = tokio::time::timeout(Duration::from_secs(3), listen.connect()).await {
+                tracing::info!("the bus (Redis) answers again on a new subscription");
+                listener = fresh;
+                unanswered = 0;
+                cluster.caught_up();
+            }
+        }
         cluster.check_heads().await;
     }
 }
