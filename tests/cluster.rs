@@ -18,7 +18,7 @@ use switchboard::store::testing::TestDatabase;
 
 const LOBBY: &str = "chat:lobby";
 
-async fn cluster(nodes: usize) -> (Vec<TestServer>, String) {
+async fn cluster(nodes: usize) -> (Vec<TestServer>, support::RedisPrefix) {
     let database = Arc::new(TestDatabase::create().await);
     let prefix = redis_prefix();
     let mut servers = Vec::new();
@@ -46,7 +46,7 @@ async fn expect_run(client: &mut Client, topic: &str, after: u64, count: u64) ->
 
 #[tokio::test]
 async fn publishers_on_every_node_reach_subscribers_on_every_node_once_in_order() {
-    let (nodes, _) = cluster(3).await;
+    let (nodes, _prefix) = cluster(3).await;
     let mut subscribers = Vec::new();
     for node in &nodes {
         for i in 0..3 {
@@ -85,7 +85,7 @@ async fn publishers_on_every_node_reach_subscribers_on_every_node_once_in_order(
 
 #[tokio::test]
 async fn lost_late_and_reordered_bus_messages_are_made_good_from_the_store() {
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let cluster = nodes[1].state.core.cluster.clone().expect("a node of a cluster");
     cluster.set_chaos(Some(Chaos { lose: 0.3, delay: Duration::from_millis(40) }));
     let mut subscriber = nodes[1].web("far").await;
@@ -110,7 +110,7 @@ async fn lost_late_and_reordered_bus_messages_are_made_good_from_the_store() {
 
 #[tokio::test]
 async fn resume_on_another_node_gets_exactly_what_was_missed() {
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let mut reader = nodes[0].web("reader").await;
     let subscribed = reader.subscribe(LOBBY, None).await;
     let epoch = subscribed["epoch"].clone();
@@ -134,7 +134,7 @@ async fn resume_on_another_node_gets_exactly_what_was_missed() {
 
 #[tokio::test]
 async fn a_room_made_on_one_node_is_open_on_the_others_and_its_messages_cross() {
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let mut other = nodes[1].web("other").await;
     assert_eq!(other.subscribe("rooms", None).await["type"], "subscribed");
     let chat = nodes[0].state.get::<Chat>();
@@ -159,7 +159,7 @@ async fn a_room_made_on_one_node_is_open_on_the_others_and_its_messages_cross() 
 
 #[tokio::test]
 async fn presence_is_everyone_on_every_node() {
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let mut ada = nodes[0].web("ada").await;
     let ada_name = ada.next_of("welcome").await["name"].as_str().unwrap().to_owned();
     ada.send(json!({"type": "subscribe", "id": "s", "topic": LOBBY, "present": true})).await;
@@ -198,7 +198,7 @@ async fn presence_is_everyone_on_every_node() {
 #[tokio::test]
 async fn positions_on_one_node_reach_maps_on_the_others_and_late_subscribers_see_them() {
     const MAP: &str = "location:lobby";
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let mut watching = nodes[1].web("watcher").await;
     watching.subscribe(MAP, None).await;
     assert_eq!(watching.next_of("locations").await["positions"], json!([]));
@@ -256,7 +256,7 @@ async fn a_persons_rate_limit_is_one_allowance_across_the_nodes() {
 
 #[tokio::test]
 async fn a_private_room_shared_on_one_node_opens_on_the_other_and_closes_there_on_removal() {
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let alice = nodes[0].sign_up("alice").await;
     let bob = nodes[1].sign_up("bob").await;
     let made = server_fn(nodes[0].addr, "create_room", "name=secret&private=on", Some(&alice)).await;
@@ -296,7 +296,7 @@ async fn a_private_room_shared_on_one_node_opens_on_the_other_and_closes_there_o
 
 #[tokio::test]
 async fn readings_posted_on_one_node_reach_watchers_and_the_tutorial_endpoint_on_the_other() {
-    let (nodes, _) = cluster(2).await;
+    let (nodes, _prefix) = cluster(2).await;
     let alice = nodes[0].sign_up("alice").await;
     let created = server_fn(nodes[0].addr, "create_sensor", "name=hall&range_min=0&range_max=100", Some(&alice)).await;
     assert_eq!(created.status, 200, "{}", created.body);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use redis::Commands;
 use serde_json::{json, Value};
 use switchboard::server::config::Config;
 use switchboard::server::{AppState, Server};
@@ -39,9 +40,32 @@ pub fn redis_url() -> String {
         .expect("no Redis for the tests: run `tools/services.sh start` (make test does)")
 }
 
-/// A Redis key prefix of a test's own.
-pub fn redis_prefix() -> String {
-    format!("switchboard-test-{:016x}:", rand::random::<u64>())
+/// A Redis key prefix of a test's own; its keys are deleted when it is dropped.
+pub struct RedisPrefix(String);
+
+impl std::ops::Deref for RedisPrefix {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else { return };
+        let Ok(mut redis) = client.get_connection() else { return };
+        let keys: Vec<String> = match redis.scan_match::<_, String>(format!("{}*", self.0)) {
+            Ok(keys) => keys.filter_map(Result::ok).collect(),
+            Err(_) => return,
+        };
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL").arg(&keys).query::<()>(&mut redis);
+        }
+    }
+}
+
+pub fn redis_prefix() -> RedisPrefix {
+    RedisPrefix(format!("switchboard-test-{:016x}:", rand::random::<u64>()))
 }
 
 /// The engine the servers of these tests store in: SQLite, unless `SWITCHBOARD_TEST_ENGINE` is
