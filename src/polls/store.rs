@@ -6,19 +6,14 @@
 use super::protocol::{check_choices, PollError, PollSpec, ShowResults};
 use crate::store::{now_ms, on_pool, BeginWrite, Store, StoreError};
 
-/// A poll as stored.
+/// A poll as stored: what its creator asked for, and who, where and when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Poll {
     pub id: i64,
     pub room_id: i64,
     pub creator_key: String,
     pub creator_name: String,
-    pub question: String,
-    pub options: Vec<String>,
-    pub max_choices: u32,
-    pub anonymous: bool,
-    pub show_results: ShowResults,
-    pub closes_at: Option<i64>,
+    pub spec: PollSpec,
     pub closed_at: Option<i64>,
     pub created_at: i64,
 }
@@ -26,7 +21,7 @@ pub struct Poll {
 impl Poll {
     /// Closed by hand, or past its closing time at `now`.
     pub fn closed(&self, now: i64) -> bool {
-        self.closed_at.is_some() || self.closes_at.is_some_and(|at| at <= now)
+        self.closed_at.is_some() || self.spec.closes_at.is_some_and(|at| at <= now)
     }
 }
 
@@ -79,11 +74,7 @@ fn poll(row: PollRow, options: Vec<String>) -> Poll {
         closed_at,
         created_at,
     ) = row;
-    Poll {
-        id,
-        room_id,
-        creator_key,
-        creator_name,
+    let spec = PollSpec {
         question,
         options,
         max_choices: max_choices.clamp(1, u32::MAX as i64) as u32,
@@ -91,9 +82,8 @@ fn poll(row: PollRow, options: Vec<String>) -> Poll {
         // The column's CHECK allows only the three.
         show_results: ShowResults::parse(&show).unwrap_or(ShowResults::Closed),
         closes_at,
-        closed_at,
-        created_at,
-    }
+    };
+    Poll { id, room_id, creator_key, creator_name, spec, closed_at, created_at }
 }
 
 impl Store {
@@ -130,12 +120,7 @@ impl Store {
             room_id,
             creator_key: creator.key.to_owned(),
             creator_name: creator.name.to_owned(),
-            question: spec.question,
-            options: spec.options,
-            max_choices: spec.max_choices,
-            anonymous: spec.anonymous,
-            show_results: spec.show_results,
-            closes_at: spec.closes_at,
+            spec,
             closed_at: None,
             created_at: now,
         })
