@@ -44,6 +44,7 @@ pub(crate) use lazy_page;
 use crate::accounts::settings::SettingsRoute;
 use crate::chat::page::ChatRoute;
 use crate::map::page::{MapBenchRoute, MapRoute};
+use crate::polls::page::PollRoute;
 use crate::sensors::page::{ChartBenchRoute, SensorsRoute};
 
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -158,6 +159,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/rooms/:room") view={Lazy::<ChatRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/rooms/:room/map") view={Lazy::<MapRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/bench/map") view={Lazy::<MapBenchRoute>::new()}/>
+                    <Route path=path!("/polls/:id") view={Lazy::<PollRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/sensors") view={Lazy::<SensorsRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/bench/chart") view={Lazy::<ChartBenchRoute>::new()}/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>

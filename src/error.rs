@@ -89,3 +89,18 @@ impl From<crate::sensors::server::SensorError> for AppError {
         }
     }
 }
+
+#[cfg(feature = "ssr")]
+impl From<crate::polls::server::PollsError> for AppError {
+    fn from(error: crate::polls::server::PollsError) -> Self {
+        use crate::realtime::protocol::ErrorCode;
+        match error.code() {
+            ErrorCode::UnknownPoll | ErrorCode::UnknownRoom => AppError::NotFound(error.to_string()),
+            ErrorCode::Internal => {
+                tracing::error!(%error, "poll operation failed");
+                AppError::Server("internal error".into())
+            }
+            _ => AppError::Invalid(error.to_string()),
+        }
+    }
+}

@@ -332,3 +332,84 @@ async fn a_sqlite_file_with_a_redis_url_is_refused_with_a_clear_message() {
     let message = error.to_string();
     assert!(message.contains("postgres") && message.contains("SQLite file belongs to one process"), "{message}");
 }
+
+/// The next tally whose counts add up to `votes`.
+async fn tally_of(client: &mut Client, votes: u64) -> Value {
+    loop {
+        let tally = client.next_of("tally").await;
+        let sum: u64 = tally["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+        if sum == votes {
+            return tally;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_poll_on_two_nodes_one_vote_per_person_hidden_counts_and_tallies_everywhere() {
+    let (nodes, _prefix) = cluster(2).await;
+    nodes[0].sign_up("root").await;
+    let ada = nodes[0].sign_up("ada").await;
+    let bob = nodes[1].sign_up("bob").await;
+    let mut maker = nodes[0].web_as(&ada).await;
+    assert_eq!(maker.subscribe(LOBBY, None).await["type"], "subscribed");
+    let spec = json!({"type": "create_poll", "id": "p1", "topic": LOBBY, "question": "Where?",
+                      "options": ["here", "there", "anywhere"], "max_choices": 2, "show_results": "voted"});
+    maker.send(spec).await;
+    // Its ack, and its message in the lobby, in either order.
+    let (mut acked, mut poll) = (false, None);
+    while !acked || poll.is_none() {
+        let frame = maker.next().await;
+        acked |= frame["type"] == "ack" && frame["id"] == "p1";
+        if frame["type"] == "message" && frame["id"] == "p1" {
+            poll = frame["poll"].as_i64();
+        }
+    }
+    let poll = poll.expect("a poll's message");
+    let topic = format!("poll:{poll}");
+
+    // Bob follows on the other node; he has not voted, so nothing he receives has counts.
+    let mut bob_b = nodes[1].web_as(&bob).await;
+    assert_eq!(bob_b.subscribe(&topic, None).await["type"], "subscribed");
+    // Ada votes forty times at once, from a tab on each node: one vote stays.
+    let mut tabs = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let mut tab = node.web_as(&ada).await;
+        let topic = topic.clone();
+        tabs.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let id = format!("v{n}-{i}");
+                let choices = json!([(n as u64 + i) % 3, (n as u64 + i + 1) % 3]);
+                tab.send(json!({"type": "vote", "id": id, "topic": topic, "choices": choices})).await;
+                let answer = tab.next_of("ack").await;
+                assert_eq!(answer["id"], id.as_str());
+            }
+        }));
+    }
+    for tab in tabs {
+        tab.await.unwrap();
+    }
+    let counts = nodes[1].state.store.poll_counts(poll, 3).await.unwrap();
+    assert_eq!((counts.voters, counts.options.iter().sum::<u64>()), (1, 2), "one vote of Ada's");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let seen: Vec<String> = bob_b.drain().await.iter().map(Value::to_string).collect();
+    assert!(seen.iter().all(|frame| !frame.contains("counts")), "no counts before Bob votes: {seen:?}");
+
+    // Bob votes on node A, where he has no connection following: his follower on node B hears
+    // that he voted, may ask for the counts, and then follows them.
+    let mut bob_a = nodes[0].web_as(&bob).await;
+    bob_a.send(json!({"type": "vote", "id": "b1", "topic": topic, "choices": [0]})).await;
+    assert_eq!(bob_a.next_of("ack").await["id"], "b1");
+    assert_eq!(bob_b.next_of("voted").await["choices"], json!([0]));
+    bob_b.send(json!({"type": "results", "id": "see", "topic": topic})).await;
+    let first = tally_of(&mut bob_b, 3).await;
+    assert_eq!(first["voters"], 2);
+    // Ada changes her vote on node A: the tally reaches Bob on node B, whole.
+    let mut ada_a = nodes[0].web_as(&ada).await;
+    ada_a.send(json!({"type": "vote", "id": "a2", "topic": topic, "choices": [2]})).await;
+    assert_eq!(ada_a.next_of("ack").await["id"], "a2");
+    let mut last = tally_of(&mut bob_b, 2).await;
+    while last["counts"] != json!([1, 0, 1]) {
+        last = tally_of(&mut bob_b, 2).await;
+    }
+    assert!(last["version"].as_u64() > first["version"].as_u64());
+}

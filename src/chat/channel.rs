@@ -79,7 +79,7 @@ impl ChatChannel {
         let chat = self.chat.clone();
         let author = conn.who().display_name();
         conn.defer(async move {
-            let frame = match chat.append(&room, id.clone(), author, text).await {
+            let frame = match chat.append(&room, id.clone(), author, text, None).await {
                 Ok(stored) => ServerFrame::Ack { id, topic, offset: stored.offset, duplicate: stored.duplicate },
                 Err(error) => {
                     tracing::warn!(%error, "publish failed");

@@ -17,6 +17,7 @@ use super::client as chat_client;
 use super::protocol::{chat_topic, ChatFrame, ChatMessage, RoomInfo, LOBBY};
 use crate::app::Session;
 use crate::error::AppError;
+use crate::polls::page::{NewPollForm, PollCard};
 use crate::realtime::client::{self, Notice};
 use crate::realtime::protocol::{Resume, ServerFrame};
 use crate::ui::browser;
@@ -312,6 +313,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
     let loading_older = RwSignal::new(false);
     let draft = RwSignal::new(String::new());
     let muted = RwSignal::new(false);
+    let poll_open = RwSignal::new(false);
     let list = NodeRef::<Div>::new();
 
     let near_bottom = move || {
@@ -535,6 +537,12 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                 <MessageList messages pending/>
             </div>
             <p class="typing" data-testid="typing" aria-live="polite">{typing_line}</p>
+            <Show when=move || poll_open.get()>
+                <NewPollForm topic=topic.clone() open=poll_open sent=Callback::new(move |(id, question): (String, String)| {
+                    pending.update(|p| p.push(Pending { id, text: format!("Poll: {question}"), error: None }));
+                    scroll_to_bottom();
+                })/>
+            </Show>
             <form class="composer" on:submit={
                 let send = send.clone();
                 move |ev| { ev.prevent_default(); send(); }
@@ -549,6 +557,10 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                     on:keydown=on_keydown
                 ></textarea>
                 <button type="submit" disabled=move || !session.can_post()>"Send"</button>
+                <button type="button" class="secondary new-poll-toggle" title="Make a poll"
+                    disabled=move || !session.can_post() || !session.hydrated.get()
+                    aria-expanded=move || poll_open.get().to_string()
+                    on:click=move |_| poll_open.update(|open| *open = !*open)>"Poll"</button>
             </form>
         </div>
     }
@@ -565,7 +577,10 @@ fn MessageList(messages: RwSignal<Vec<ChatMessage>>, pending: RwSignal<Vec<Pendi
                         <span class="author">{m.author.clone()}</span>
                         <Timestamp ms=m.ts hydrated=session.hydrated/>
                     </div>
-                    <p class="text">{m.text.clone()}</p>
+                    {match m.poll {
+                        Some(poll) => view! { <PollCard id=poll question=m.text.clone() initial=None/> }.into_any(),
+                        None => view! { <p class="text">{m.text.clone()}</p> }.into_any(),
+                    }}
                 </li>
             </For>
             <For each=move || pending.get() key=|p| (p.id.clone(), p.error.clone()) let(p)>

@@ -27,6 +27,9 @@ pub struct ChatMessage {
     pub text: String,
     /// When the server accepted it, in milliseconds since the Unix epoch.
     pub ts: i64,
+    /// A poll's message: the poll's id (its topic is `poll:<id>`; `text` is its question).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<i64>,
 }
 
 /// A room as listed on the page.
@@ -134,11 +137,12 @@ mod wire {
         #[serde(borrow)]
         room: Option<&'a RawValue>,
         user: Option<String>,
+        poll: Option<i64>,
     }
 
     impl Fields<'_> {
         pub(super) fn into_frame(self) -> Result<ChatFrame, serde_json::Error> {
-            let Fields { kind, id, topic, epoch, offset, author, text, ts, messages, more, room, user } = self;
+            let Fields { kind, id, topic, epoch, offset, author, text, ts, messages, more, room, user, poll } = self;
             Ok(match kind.as_ref() {
                 "message" => ChatFrame::Message {
                     topic: need!(topic),
@@ -148,6 +152,7 @@ mod wire {
                         author: need!(author),
                         text: need!(text),
                         ts: need!(ts),
+                        poll,
                     },
                 },
                 "history" => ChatFrame::History {
@@ -234,7 +239,14 @@ mod tests {
     fn message_frames_are_flat() {
         let frame = ChatFrame::Message {
             topic: "chat:lobby".into(),
-            message: ChatMessage { offset: 3, id: "x".into(), author: "a".into(), text: "<b>".into(), ts: 5 },
+            message: ChatMessage {
+                offset: 3,
+                id: "x".into(),
+                author: "a".into(),
+                text: "<b>".into(),
+                ts: 5,
+                poll: None,
+            },
         };
         let value: serde_json::Value = serde_json::to_value(&frame).unwrap();
         assert_eq!(value["type"], "message");
@@ -244,8 +256,14 @@ mod tests {
     }
 
     fn every_frame() -> Vec<ChatFrame> {
-        let message =
-            ChatMessage { offset: 3, id: "m\"1".into(), author: "ann".into(), text: "<b>hi</b>".into(), ts: 5 };
+        let message = ChatMessage {
+            offset: 3,
+            id: "m\"1".into(),
+            author: "ann".into(),
+            text: "<b>hi</b>".into(),
+            ts: 5,
+            poll: None,
+        };
         let t = || "chat:lobby".to_string();
         vec![
             ChatFrame::Message { topic: t(), message: message.clone() },
@@ -282,7 +300,8 @@ mod tests {
     fn frames_read_in_any_key_order_with_unknown_fields_ignored() {
         let text = r#"{"ts":5,"extra":[1,{"a":null}],"text":"hi","author":"ann","id":"x","offset":3,"topic":"chat:a","type":"message"}"#;
         let frame = ChatFrame::from_json(text).unwrap();
-        let message = ChatMessage { offset: 3, id: "x".into(), author: "ann".into(), text: "hi".into(), ts: 5 };
+        let message =
+            ChatMessage { offset: 3, id: "x".into(), author: "ann".into(), text: "hi".into(), ts: 5, poll: None };
         assert_eq!(frame, ChatFrame::Message { topic: "chat:a".into(), message });
     }
 

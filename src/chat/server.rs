@@ -209,6 +209,12 @@ impl Chat {
         self.directory.room(name)
     }
 
+    /// The room with this id.
+    pub fn room_by_id(&self, id: i64) -> Option<Room> {
+        let rooms = self.directory.rooms.read().unwrap_or_else(PoisonError::into_inner);
+        rooms.values().find(|room| room.id == id).cloned()
+    }
+
     fn is_member(&self, room_id: i64, user_id: i64) -> bool {
         self.directory.is_member(room_id, user_id)
     }
@@ -344,16 +350,17 @@ impl Chat {
         Ok((room, messages, more))
     }
 
-    /// Store a message, then publish it. Resolves once it is durable.
+    /// Store a message (a poll's, with `poll`), then publish it. Resolves once it is durable.
     pub async fn append(
         &self,
         room: &str,
         id: String,
         author: String,
         text: String,
+        poll: Option<i64>,
     ) -> Result<Stored<ChatMessage>, ChatError> {
         self.room(room).ok_or_else(|| ChatError::UnknownRoom(room.to_owned()))?;
-        let event = NewEvent { topic: Arc::from(chat_topic(room)), id, payload: payload(&author, &text) };
+        let event = NewEvent { topic: Arc::from(chat_topic(room)), id, payload: payload(&author, &text, poll) };
         Ok(self.writer.append(event).await?)
     }
 

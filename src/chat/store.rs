@@ -153,12 +153,15 @@ struct Body<'a> {
     author: Cow<'a, str>,
     #[serde(borrow)]
     text: Cow<'a, str>,
+    /// A poll's message: the poll (its question is the text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll: Option<i64>,
 }
 
-/// The payload of a message by `author`.
-pub fn payload(author: &str, text: &str) -> String {
-    let body = Body { author: Cow::Borrowed(author), text: Cow::Borrowed(text) };
-    // Two strings: serializing cannot fail.
+/// The payload of a message by `author` (a poll's, with the poll's id).
+pub fn payload(author: &str, text: &str, poll: Option<i64>) -> String {
+    let body = Body { author: Cow::Borrowed(author), text: Cow::Borrowed(text), poll };
+    // Strings and a number: serializing cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
 }
 
@@ -171,6 +174,7 @@ pub fn message(event: Logged) -> Result<ChatMessage, StoreError> {
         author: body.author.into_owned(),
         text: body.text.into_owned(),
         ts: event.ts,
+        poll: body.poll,
     })
 }
 
@@ -184,7 +188,7 @@ mod tests {
     use crate::store::testing::each_engine;
 
     fn new(room: &str, id: &str, text: &str) -> NewEvent {
-        NewEvent { topic: Arc::from(chat_topic(room)), id: id.into(), payload: payload("ann", text) }
+        NewEvent { topic: Arc::from(chat_topic(room)), id: id.into(), payload: payload("ann", text, None) }
     }
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::realtime::protocol::ErrorCode;
+
 /// The most options a poll has, and the fewest.
 pub const MAX_OPTIONS: usize = 20;
 pub const MIN_OPTIONS: usize = 2;
@@ -89,18 +91,18 @@ pub enum PollError {
 }
 
 impl PollError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             PollError::BadQuestion
             | PollError::OptionCount
             | PollError::BadOption
             | PollError::BadMaximum
-            | PollError::ClosesInThePast => "invalid_field",
-            PollError::UnknownPoll => "unknown_poll",
-            PollError::UnknownOption => "unknown_option",
-            PollError::NoChoice => "invalid_field",
-            PollError::TooManyChoices(_) => "too_many_choices",
-            PollError::Closed => "poll_closed",
+            | PollError::ClosesInThePast
+            | PollError::NoChoice => ErrorCode::InvalidField,
+            PollError::UnknownPoll => ErrorCode::UnknownPoll,
+            PollError::UnknownOption => ErrorCode::UnknownOption,
+            PollError::TooManyChoices(_) => ErrorCode::TooManyChoices,
+            PollError::Closed => ErrorCode::PollClosed,
         }
     }
 }
@@ -156,6 +158,165 @@ pub fn check_choices(mut choices: Vec<u32>, options: usize, max_choices: u32) ->
     Ok(choices)
 }
 
+/// The topic of a poll: its state, who voted, and (to whom may see them) its tallies.
+pub const POLL_TOPIC_PREFIX: &str = "poll:";
+
+pub fn poll_topic(id: i64) -> String {
+    format!("{POLL_TOPIC_PREFIX}{id}")
+}
+
+/// The poll a `poll:<id>` topic names.
+pub fn parse_poll_topic(topic: &str) -> Option<i64> {
+    let id = topic.strip_prefix(POLL_TOPIC_PREFIX)?;
+    if id.starts_with('+') {
+        return None;
+    }
+    id.parse::<i64>().ok().filter(|&id| id > 0)
+}
+
+/// In a named poll's tallies, at most this many names per option (the CSV export has them all).
+pub const NAMES_SHOWN: usize = 100;
+
+/// A poll as everyone who may see its room sees it: never its counts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct PollInfo {
+    pub id: i64,
+    pub room: String,
+    /// The name of who made it.
+    pub creator: String,
+    pub question: String,
+    pub options: Vec<String>,
+    pub max_choices: u32,
+    pub anonymous: bool,
+    pub show_results: ShowResults,
+    /// When it closes by itself (ms since the Unix epoch), if it does.
+    pub closes_at: Option<i64>,
+    /// When it was closed, once it is.
+    pub closed_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// How many voted, and of those online in the poll's room, how many voted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Turnout {
+    pub voters: u64,
+    pub online: u64,
+    pub voted_online: u64,
+}
+
+/// A poll's whole counts: each tally replaces the one before it, and a client keeps the one
+/// with the highest `version` (so one lost or repeated changes nothing).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub version: u64,
+    /// Per option, in the poll's order.
+    pub counts: Vec<u64>,
+    /// How many people voted.
+    pub voters: u64,
+    /// A named poll's voters, per option (at most [`NAMES_SHOWN`] each); never in an anonymous one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<Vec<String>>>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn always() -> ShowResults {
+    ShowResults::Always
+}
+
+/// Polls' requests over `/ws`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PollRequest {
+    /// Make a poll in a room (`topic`: `chat:<room>`); it appears in the room's timeline. Answered
+    /// by `ack` with the offset of its message, like a publish, once it is stored.
+    CreatePoll {
+        id: String,
+        topic: String,
+        question: String,
+        options: Vec<String>,
+        #[serde(default = "one")]
+        max_choices: u32,
+        #[serde(default)]
+        anonymous: bool,
+        #[serde(default = "always")]
+        show_results: ShowResults,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closes_at: Option<i64>,
+    },
+    /// Vote (`topic`: `poll:<id>`), replacing my earlier vote. Answered by `ack` once stored.
+    Vote { id: String, topic: String, choices: Vec<u32> },
+    /// Close the poll (its creator, or an admin). Answered by `ack`.
+    ClosePoll { id: String, topic: String },
+    /// Send me the poll's tally, if I may see it now (after voting in another tab).
+    Results { id: String, topic: String },
+}
+
+impl PollRequest {
+    pub const TYPES: [&'static str; 4] = ["create_poll", "vote", "close_poll", "results"];
+
+    /// The spec a `create_poll` asks for.
+    pub fn spec(&self) -> Option<PollSpec> {
+        match self {
+            PollRequest::CreatePoll { question, options, max_choices, anonymous, show_results, closes_at, .. } => {
+                Some(PollSpec {
+                    question: question.clone(),
+                    options: options.clone(),
+                    max_choices: *max_choices,
+                    anonymous: *anonymous,
+                    show_results: *show_results,
+                    closes_at: *closes_at,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Polls' frames from the server, on `poll:<id>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PollFrame {
+    /// The poll, first on subscribing: what it asks, my choices (empty: I have not voted),
+    /// whether I may close it, and its turnout.
+    Poll { topic: String, poll: PollInfo, mine: Vec<u32>, may_close: bool, turnout: Turnout },
+    /// The whole counts, to those who may see them.
+    Tally {
+        topic: String,
+        version: u64,
+        counts: Vec<u64>,
+        voters: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        names: Option<Vec<Vec<String>>>,
+    },
+    /// Turnout changed.
+    Turnout { topic: String, voters: u64, online: u64, voted_online: u64 },
+    /// I voted (in this tab or another): my choices now.
+    Voted { topic: String, choices: Vec<u32> },
+    /// The poll closed: no more votes; the final tally follows, to everyone.
+    PollClosed { topic: String, closed_at: i64 },
+}
+
+impl PollFrame {
+    pub fn tally(topic: String, tally: Tally) -> PollFrame {
+        let Tally { version, counts, voters, names } = tally;
+        PollFrame::Tally { topic, version, counts, voters, names }
+    }
+
+    pub fn turnout(topic: String, turnout: Turnout) -> PollFrame {
+        let Turnout { voters, online, voted_online } = turnout;
+        PollFrame::Turnout { topic, voters, online, voted_online }
+    }
+}
+
+impl crate::realtime::protocol::FeatureFrame for PollFrame {
+    fn from_json(text: &str) -> Result<PollFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +360,30 @@ mod tests {
         assert_eq!(check_choices(vec![1, 1], 3, 2), Err(PollError::NoChoice));
         assert_eq!(check_choices(vec![3], 3, 2), Err(PollError::UnknownOption));
         assert_eq!(check_choices(vec![0, 1, 2], 3, 2), Err(PollError::TooManyChoices(2)));
+    }
+
+    #[test]
+    fn poll_topics_name_a_positive_id() {
+        assert_eq!(parse_poll_topic(&poll_topic(7)), Some(7));
+        for bad in ["poll:", "poll:0", "poll:-1", "poll:+1", "poll:x", "polls:1", "poll:1 "] {
+            assert_eq!(parse_poll_topic(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_read_with_their_defaults_and_frames_round_trip() {
+        let text = r#"{"type":"create_poll","id":"1","topic":"chat:lobby","question":"q","options":["a","b"]}"#;
+        let request: PollRequest = serde_json::from_str(text).unwrap();
+        let spec = request.spec().unwrap();
+        assert_eq!((spec.max_choices, spec.anonymous, spec.show_results), (1, false, ShowResults::Always));
+        let bad = r#"{"type":"vote","id":"1","topic":"poll:1","choices":[-1]}"#;
+        assert!(serde_json::from_str::<PollRequest>(bad).is_err(), "a negative choice is not a choice");
+        let tally = Tally { version: 3, counts: vec![1, 2], voters: 3, names: None };
+        let frame = PollFrame::tally("poll:1".into(), tally);
+        let text = serde_json::to_string(&frame).unwrap();
+        assert_eq!(text, r#"{"type":"tally","topic":"poll:1","version":3,"counts":[1,2],"voters":3}"#);
+        use crate::realtime::protocol::FeatureFrame;
+        assert_eq!(PollFrame::from_json(&text).unwrap(), frame);
     }
 
     #[test]

@@ -275,6 +275,14 @@ pub enum ErrorCode {
     Unauthorized,
     /// Signed in, but not allowed to do this (for example, not the sensor's owner).
     Forbidden,
+    /// No poll has that id, or it is in a room I cannot see.
+    UnknownPoll,
+    /// A vote for an option the poll does not have.
+    UnknownOption,
+    /// A vote for more options than the poll takes.
+    TooManyChoices,
+    /// The poll is closed: it takes no more votes.
+    PollClosed,
     /// The server could not do it; the request may be retried.
     Internal,
 }
@@ -503,6 +511,10 @@ mod tests {
             (ErrorCode::UnknownSensor, "unknown_sensor"),
             (ErrorCode::Unauthorized, "unauthorized"),
             (ErrorCode::Forbidden, "forbidden"),
+            (ErrorCode::UnknownPoll, "unknown_poll"),
+            (ErrorCode::UnknownOption, "unknown_option"),
+            (ErrorCode::TooManyChoices, "too_many_choices"),
+            (ErrorCode::PollClosed, "poll_closed"),
             (ErrorCode::Internal, "internal"),
         ];
         for (code, name) in names {

@@ -30,10 +30,8 @@ pub fn routes() -> Router<AppState> {
 
 /// A JSON error response.
 fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>, index: Option<usize>) -> Response {
-    let mut body = serde_json::json!({ "error": { "code": code, "message": message.into() } });
-    if let Some(index) = index {
-        body["error"]["index"] = index.into();
-    }
+    let Some(index) = index else { return crate::server::json_error(status, code, message) };
+    let body = serde_json::json!({ "error": { "code": code, "message": message.into(), "index": index } });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 

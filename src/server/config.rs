@@ -218,6 +218,14 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MESSAGE_BURST", default_value_t = 20.0)]
     pub message_burst: f64,
 
+    /// Poll votes per second each person may send, on average (changing a vote is a vote).
+    #[arg(long, env = "SWITCHBOARD_VOTE_RATE", default_value_t = 5.0)]
+    pub vote_rate: f64,
+
+    /// Poll votes each person may send in a burst before the rate applies.
+    #[arg(long, env = "SWITCHBOARD_VOTE_BURST", default_value_t = 20.0)]
+    pub vote_burst: f64,
+
     /// Position updates per second passed on for each person sharing; extra ones are coalesced
     /// (the latest wins).
     #[arg(long, env = "SWITCHBOARD_LOCATION_RATE", default_value_t = 4.0)]
@@ -359,6 +367,8 @@ impl Config {
             guest_access: true,
             message_rate: 1e9,
             message_burst: 1e9,
+            vote_rate: 1e9,
+            vote_burst: 1e9,
             presence_grace_ms: 200,
             location_rate: 20.0,
             location_stale_secs: 60,

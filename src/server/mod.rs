@@ -390,9 +390,19 @@ struct WsQuery {
     token: Option<String>,
 }
 
+/// An HTTP API's error: `{"error": {"code": "...", "message": "..."}}`, with the protocol's code.
+pub fn json_error(
+    status: StatusCode,
+    code: crate::realtime::protocol::ErrorCode,
+    message: impl Into<String>,
+) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message.into() } });
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
 /// Browsers send the page's Origin on upgrade; a foreign one means another site is
 /// trying to use the visitor's connection (cross-site WebSocket hijacking).
-fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
+pub fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return true;
     };

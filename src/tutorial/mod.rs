@@ -126,7 +126,7 @@ impl Dialect for ChatDialect {
         let chat = self.chat.clone();
         let author = conn.who().display_name();
         conn.defer(async move {
-            match chat.append(LOBBY, id, author, message).await {
+            match chat.append(LOBBY, id, author, message, None).await {
                 // The tutorial has no acknowledgements: its clients see their echo.
                 Ok(_) => None,
                 Err(error) => {

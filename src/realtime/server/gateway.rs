@@ -469,6 +469,14 @@ impl Conn {
         name
     }
 
+    /// Stop following `topic`, one the channel subscribed the connection to itself (an internal
+    /// topic); the channel hears no `leave` for it.
+    pub fn unsubscribe(&mut self, topic: &str) {
+        if self.subscriptions.remove(topic).is_some() {
+            self.hub.unsubscribe(topic, &self.peer);
+        }
+    }
+
     /// The topic's shared name, if this connection follows it.
     pub fn subscribed(&self, topic: &str) -> Option<Arc<str>> {
         self.subscriptions.get_key_value(topic).map(|(name, _)| name.clone())
