@@ -27,7 +27,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run cluster simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-cluster bench-map bench-chart bench-ingest clean wasm-size services
+.PHONY: build run cluster simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-cluster bench-polls bench-map bench-chart bench-ingest clean wasm-size services
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -144,8 +144,9 @@ test:
 
 BENCH := target/release/switchboard-bench
 INGEST_BENCH := target/release/switchboard-bench-ingest
+POLLS_BENCH := target/release/switchboard-bench-polls
 
-$(BENCH) $(INGEST_BENCH) &: $(shell find bench/src -type f) bench/Cargo.toml $(SOURCES)
+$(BENCH) $(INGEST_BENCH) $(POLLS_BENCH) &: $(shell find bench/src -type f) bench/Cargo.toml $(SOURCES)
 	$(CARGO) build --release -p switchboard-bench
 
 ## Switchboard against the Django Channels and Socket.IO baselines: fan-out, ramp, idle memory,
@@ -166,6 +167,12 @@ bench-chart: build e2e-deps
 ## engines' CPU counted in, and 100,000 connections over six nodes (docs/benchmarks.md).
 bench-cluster: $(SERVER) $(BENCH)
 	./tools/cluster-bench.sh
+
+## Live polls: 10,000 voters on one poll within 10 s, on one SQLite node and on three nodes on
+## PostgreSQL and Redis: time until every voter has the final tally, CPU per vote, the store's
+## share (docs/benchmarks.md).
+bench-polls: $(SERVER) $(BENCH)
+	./tools/polls-bench.sh
 
 ## Sensor readings ingested and made durable per second over HTTP, for a few batch sizes and
 ## connection counts, as ratios to one reading per request on one connection (docs/benchmarks.md).

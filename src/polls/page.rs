@@ -359,7 +359,7 @@ pub fn PollCard(id: i64, question: String, initial: Option<PollView>) -> impl In
                         // With JavaScript one click votes in a single-choice poll: no button.
                         <Show when=move || !(closed() || single() && hydrated.get())>
                             <button type="submit" class="poll-vote" disabled=move || busy.get()>
-                                {move || if picked.with(Vec::is_empty) { "Vote" } else { "Change vote" }}
+                                {move || if state.with(|s| s.as_ref().is_none_or(|s| s.mine.is_empty())) { "Vote" } else { "Change vote" }}
                             </button>
                         </Show>
                         <Show when=move || !closed() && state.with(|s| s.as_ref().is_some_and(|s| s.may_close))>

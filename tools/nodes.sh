@@ -1,0 +1,36 @@
+# Starting and stopping server nodes for the benchmarks' scripts (sourced). The caller sets
+# OUT (logs and data), SERVER_BIN, DATABASE_URL (the default store), REDIS and PREFIX (the
+# default bus), and the arrays PIDS=() and NODE_ARGS=() (extra arguments for every node).
+
+# start_node port cpu [database-url] [redis]: a node, its pid in NODE_PID.
+start_node() {
+  local port="$1" cpu="$2" url="${3:-$DATABASE_URL}" redis="${4-$REDIS}"
+  local args=(--addr "127.0.0.1:$port" --database-url "$url" --guest-access --message-rate 1e9 --message-burst 1e9
+    --data-dir "$OUT/data-$port" "${NODE_ARGS[@]}")
+  [ -n "$redis" ] && args+=(--redis-url "$redis" --redis-prefix "$PREFIX")
+  if [ "$cpu" = any ]; then
+    "$SERVER_BIN" "${args[@]}" >"$OUT/node-$port.log" 2>&1 &
+  else
+    taskset -c "$cpu" "$SERVER_BIN" "${args[@]}" >"$OUT/node-$port.log" 2>&1 &
+  fi
+  NODE_PID=$!
+  PIDS+=("$NODE_PID")
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "a node did not start: $OUT/node-$port.log" >&2
+  exit 1
+}
+
+stop_nodes() {
+  [ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  PIDS=()
+}
+
+# The engines' processes, for CPU counted in.
+engine_pids() {
+  { pgrep -x postgres || true; pgrep -x redis-server || true; } | paste -sd, -
+}
+
