@@ -10,7 +10,7 @@ async function makePoll(
   options: string[],
   settings: { results?: "always" | "voted" | "closed"; several?: number; anonymous?: boolean } = {},
 ) {
-  await page.getByRole("button", { name: "Poll" }).click();
+  await page.getByRole("button", { name: "Poll", exact: true }).click();
   const form = page.getByTestId("new-poll");
   await form.getByLabel("Question").fill(question);
   for (let i = 2; i < options.length; i++) {

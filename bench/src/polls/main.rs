@@ -6,12 +6,16 @@
 //! `--server-pid`), and the store's share: the same votes made straight into a store of the
 //! same engine (`--store-url`), its CPU per vote against the whole server's.
 
+// Shared with `switchboard-bench`, which uses the parts this program does not.
+#[allow(dead_code)]
 #[path = "../process.rs"]
 mod process;
+#[allow(dead_code)]
 #[path = "../wire.rs"]
 mod wire;
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -55,6 +59,7 @@ struct Voter {
     /// When the first tally counting every vote arrived.
     final_at: Cell<Option<Instant>>,
     live: Cell<bool>,
+    sent_at: Cell<Option<Instant>>,
     acked_at: Cell<Option<Instant>>,
 }
 
@@ -131,8 +136,9 @@ async fn store_only(url: &str, voters: usize, engines: &[u32]) -> Result<Duratio
     let poll = store.create_poll(lobby.id, &maker, spec).await.map_err(|e| e.to_string())?;
     let (own, engine) = (process::own_cpu_time(), cpu(engines));
     // Sixteen at once, as a server's connections would.
-    let next = Cell::new(0usize);
-    let workers = (0..16).map(|_| async {
+    let next = &Cell::new(0usize);
+    let (store, poll) = (&store, &poll);
+    let workers = (0..16).map(|_| async move {
         loop {
             let i = next.get();
             if i >= voters {
@@ -152,7 +158,7 @@ async fn store_only(url: &str, voters: usize, engines: &[u32]) -> Result<Duratio
 }
 
 /// Run futures together on this thread.
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     let set: Vec<_> = futures.map(Box::pin).collect();
     let mut outputs = Vec::new();
     let mut pending: Vec<_> = set.into_iter().map(Some).collect();
@@ -256,8 +262,10 @@ async fn run(args: Args) -> Result<Value, String> {
                         }
                     }
                     _ = due => {
-                        if start_at.get().is_some() && !voted {
+                        let turn = start_at.get().map(|start| start + spread * i as u32);
+                        if !voted && turn.is_some_and(|turn| Instant::now() >= turn) {
                             voted = true;
+                            me.sent_at.set(Some(Instant::now()));
                             let vote = json!({"type": "vote", "id": format!("v{i}"), "topic": topic, "choices": [i % options]});
                             conn.queue_text(vote.to_string().as_bytes());
                         }
@@ -317,6 +325,8 @@ async fn run(args: Args) -> Result<Value, String> {
         "voters": args.voters,
         "acked": acked,
         "votes_over_s": (last_ack - started).as_secs_f64(),
+        "first_vote_sent_s": voters.iter().filter_map(|v| v.sent_at.get()).min().map(|at| (at - started).as_secs_f64()),
+        "last_vote_sent_s": voters.iter().filter_map(|v| v.sent_at.get()).max().map(|at| (at - started).as_secs_f64()),
         "final_after_last_ack_ms_p50": quantile(&after, 0.5),
         "final_after_last_ack_ms_p99": quantile(&after, 0.99),
         "final_after_last_ack_ms_max": quantile(&after, 1.0),
