@@ -333,17 +333,6 @@ async fn a_sqlite_file_with_a_redis_url_is_refused_with_a_clear_message() {
     assert!(message.contains("postgres") && message.contains("SQLite file belongs to one process"), "{message}");
 }
 
-/// The next tally whose counts add up to `votes`.
-async fn tally_of(client: &mut Client, votes: u64) -> Value {
-    loop {
-        let tally = client.next_of("tally").await;
-        let sum: u64 = tally["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
-        if sum == votes {
-            return tally;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_poll_on_two_nodes_one_vote_per_person_hidden_counts_and_tallies_everywhere() {
     let (nodes, _prefix) = cluster(2).await;
@@ -401,15 +390,15 @@ async fn a_poll_on_two_nodes_one_vote_per_person_hidden_counts_and_tallies_every
     assert_eq!(bob_a.next_of("ack").await["id"], "b1");
     assert_eq!(bob_b.next_of("voted").await["choices"], json!([0]));
     bob_b.send(json!({"type": "results", "id": "see", "topic": topic})).await;
-    let first = tally_of(&mut bob_b, 3).await;
+    let first = bob_b.next_tally_counting(3).await;
     assert_eq!(first["voters"], 2);
     // Ada changes her vote on node A: the tally reaches Bob on node B, whole.
     let mut ada_a = nodes[0].web_as(&ada).await;
     ada_a.send(json!({"type": "vote", "id": "a2", "topic": topic, "choices": [2]})).await;
     assert_eq!(ada_a.next_of("ack").await["id"], "a2");
-    let mut last = tally_of(&mut bob_b, 2).await;
+    let mut last = bob_b.next_tally_counting(2).await;
     while last["counts"] != json!([1, 0, 1]) {
-        last = tally_of(&mut bob_b, 2).await;
+        last = bob_b.next_tally_counting(2).await;
     }
     assert!(last["version"].as_u64() > first["version"].as_u64());
 }

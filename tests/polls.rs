@@ -84,17 +84,6 @@ async fn follow(client: &mut Client, poll: i64) -> Value {
     client.next_of("poll").await
 }
 
-/// The next tally whose counts add up to `votes` (earlier ones, if any, are skipped).
-async fn tally_of(client: &mut Client, votes: u64) -> Value {
-    loop {
-        let tally = client.next_of("tally").await;
-        let sum: u64 = tally["counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
-        if sum == votes {
-            return tally;
-        }
-    }
-}
-
 fn lunch() -> Value {
     json!({"question": "Lunch?", "options": ["pizza", "soup", "salad"]})
 }
@@ -133,22 +122,22 @@ async fn a_poll_is_a_message_and_votes_move_every_followers_bars() {
     assert_eq!(follow(&mut ada, poll).await["may_close"], true);
 
     assert_eq!(vote(&mut ada, poll, json!([0])).await["type"], "ack");
-    let one = tally_of(&mut bob, 1).await;
+    let one = bob.next_tally_counting(1).await;
     assert_eq!((one["counts"].clone(), one["voters"].clone()), (json!([1, 0, 0]), json!(1)));
     assert_eq!(one["names"], json!([["ada"], [], []]), "a named poll says who chose what");
     assert!(one["version"].as_u64() > start["version"].as_u64());
     assert_eq!(vote(&mut bob, poll, json!([2])).await["type"], "ack");
     // Ada changes her mind: still one vote of hers.
     assert_eq!(vote(&mut ada, poll, json!([2])).await["type"], "ack");
-    let mut last = tally_of(&mut ada, 2).await;
+    let mut last = ada.next_tally_counting(2).await;
     while last["counts"] != json!([0, 0, 2]) {
-        last = tally_of(&mut ada, 2).await;
+        last = ada.next_tally_counting(2).await;
     }
     assert_eq!(last["voters"], 2);
     // Bob's connection hears his vote, and the same final counts.
-    let mut seen = tally_of(&mut bob, 2).await;
+    let mut seen = bob.next_tally_counting(2).await;
     while seen["counts"] != json!([0, 0, 2]) {
-        seen = tally_of(&mut bob, 2).await;
+        seen = bob.next_tally_counting(2).await;
     }
 }
 

@@ -31,17 +31,9 @@ BENCH_BIN="${BENCH_BIN:-target/release/switchboard-bench}"
 OUT="${OUT:-target/bench-cluster}"
 PORT=7500
 
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-ulimit -n "$(ulimit -Hn)"
-
-tools/services.sh start >/dev/null
-# shellcheck disable=SC1091
-source target/services.env
-ADMIN="$SWITCHBOARD_TEST_POSTGRES"
-REDIS="$SWITCHBOARD_TEST_REDIS"
+# shellcheck source=tools/nodes.sh
+source tools/nodes.sh
+bench_setup
 RUN="bench$(date +%s)$RANDOM"
 DATABASE="switchboard_$RUN"
 PREFIX="$RUN:"
@@ -57,9 +49,6 @@ cleanup() {
   redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" DEL >/dev/null || true
 }
 trap cleanup EXIT
-
-# shellcheck source=tools/nodes.sh
-source tools/nodes.sh
 
 # bench label args...: one generator run pinned to core 1, its JSON tagged.
 bench() {

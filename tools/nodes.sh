@@ -2,6 +2,21 @@
 # OUT (logs and data), SERVER_BIN, DATABASE_URL (the default store), REDIS and PREFIX (the
 # default bus), and the arrays PIDS=() and NODE_ARGS=() (extra arguments for every node).
 
+# Make OUT (an absolute path from here on) and an empty RESULTS in it, raise the file limit,
+# and find the engines (tools/services.sh): ADMIN (PostgreSQL's admin URL) and REDIS.
+bench_setup() {
+  mkdir -p "$OUT"
+  OUT="$(cd "$OUT" && pwd)"
+  RESULTS="$OUT/results.jsonl"
+  : >"$RESULTS"
+  ulimit -n "$(ulimit -Hn)"
+  tools/services.sh start >/dev/null
+  # shellcheck disable=SC1091
+  source target/services.env
+  ADMIN="$SWITCHBOARD_TEST_POSTGRES"
+  REDIS="$SWITCHBOARD_TEST_REDIS"
+}
+
 # start_node port cpu [database-url] [redis]: a node, its pid in NODE_PID.
 start_node() {
   local port="$1" cpu="$2" url="${3:-$DATABASE_URL}" redis="${4-$REDIS}"

@@ -18,17 +18,9 @@ BENCH_BIN="${BENCH_BIN:-target/release/switchboard-bench-polls}"
 OUT="${OUT:-target/bench-polls}"
 PORT=7600
 
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-RESULTS="$OUT/results.jsonl"
-: >"$RESULTS"
-ulimit -n "$(ulimit -Hn)"
-
-tools/services.sh start >/dev/null
-# shellcheck disable=SC1091
-source target/services.env
-ADMIN="$SWITCHBOARD_TEST_POSTGRES"
-REDIS="$SWITCHBOARD_TEST_REDIS"
+# shellcheck source=tools/nodes.sh
+source tools/nodes.sh
+bench_setup
 RUN="polls$(date +%s)$RANDOM"
 PREFIX="$RUN:"
 DATABASES=()
@@ -44,19 +36,13 @@ cleanup() {
   redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" DEL >/dev/null || true
 }
 trap cleanup EXIT
-# shellcheck source=tools/nodes.sh
-source tools/nodes.sh
 
-# A PostgreSQL database of this run's own; its URL.
-database() {
+# new_database name: a PostgreSQL database of this run's own (dropped at the end); its URL in DB_URL.
+new_database() {
   local name="${RUN}_$1"
   psql "$ADMIN" -qc "CREATE DATABASE \"$name\""
   DATABASES+=("$name")
-  echo "${ADMIN%/*}/$name"
-}
-
-engine_pids() {
-  { pgrep -x postgres || true; pgrep -x redis-server || true; } | paste -sd, -
+  DB_URL="${ADMIN%/*}/$name"
 }
 
 # run label args...: one generator run, its JSON tagged with the label.
@@ -79,7 +65,10 @@ for round in $(seq "$ROUNDS"); do
   stop_nodes
 
   echo "== round $round: $VOTERS voters within ${SPREAD}s, $NODES nodes on PostgreSQL and Redis"
-  DATABASE_URL="$(database "nodes$round")"
+  new_database "nodes$round"
+  DATABASE_URL="$DB_URL"
+  new_database "store$round"
+  STORE_URL="$DB_URL"
   addrs=()
   pids=()
   for i in $(seq "$NODES"); do
@@ -88,7 +77,7 @@ for round in $(seq "$ROUNDS"); do
     pids+=("$NODE_PID")
   done
   run "$NODES-nodes-postgres-redis" --addr "$(IFS=,; echo "${addrs[*]}")" \
-    --server-pid "$(IFS=,; echo "${pids[*]}"),$(engine_pids)" --store-url "$(database "store$round")" --sources 2
+    --server-pid "$(IFS=,; echo "${pids[*]}"),$(engine_pids)" --store-url "$STORE_URL" --sources 2
   stop_nodes
 done
 

@@ -20,7 +20,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::protocol::{PollSpec, ShowResults};
+use super::protocol::PollSpec;
 use super::server::{Polls, PollsError};
 use super::store::Poll;
 use crate::accounts::auth::{Auth, Identity};
@@ -35,30 +35,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/polls/{id}/close", post(close))
         .route("/api/polls/{id}/results.csv", get(export_csv))
         .route("/polls/{id}/vote", post(form_vote))
-}
-
-/// A new poll as the API takes it: `create_poll`'s fields, with its defaults.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewPoll {
-    question: String,
-    options: Vec<String>,
-    #[serde(default = "one")]
-    max_choices: u32,
-    #[serde(default)]
-    anonymous: bool,
-    #[serde(default = "always")]
-    show_results: ShowResults,
-    #[serde(default)]
-    closes_at: Option<i64>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn always() -> ShowResults {
-    ShowResults::Always
 }
 
 #[derive(Deserialize)]
@@ -149,17 +125,9 @@ async fn create(State(state): State<AppState>, Path(room): Path<String>, headers
         Ok(who) => who,
         Err(response) => return response,
     };
-    let new: NewPoll = match body(&bytes) {
-        Ok(new) => new,
+    let spec: PollSpec = match body(&bytes) {
+        Ok(spec) => spec,
         Err(response) => return *response,
-    };
-    let spec = PollSpec {
-        question: new.question,
-        options: new.options,
-        max_choices: new.max_choices,
-        anonymous: new.anonymous,
-        show_results: new.show_results,
-        closes_at: new.closes_at,
     };
     let message_id = format!("api-{:032x}", rand::random::<u128>());
     match state.get::<Polls>().create(&room, &who, message_id, spec).await {

@@ -108,14 +108,12 @@ impl Channel for PollsChannel {
             Ok(request) => request,
             Err(rejection) => return conn.reject(rejection).await,
         };
-        let spec = request.spec();
         match request {
-            PollRequest::CreatePoll { id, topic, .. } => {
+            PollRequest::CreatePoll { id, topic, spec } => {
                 let Some(ChatTopic::Room(room)) = ChatTopic::parse(&topic) else {
                     let message = format!("{topic:?} is not a room's topic (chat:<room>)");
                     return conn.error(Some(id), ErrorCode::UnknownTopic, &message).await;
                 };
-                let Some(spec) = spec else { return Ok(()) };
                 let (polls, who) = (self.polls.clone(), conn.who().clone());
                 // Answered once the poll and its message are stored, without holding up the
                 // connection meanwhile.

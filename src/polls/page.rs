@@ -13,8 +13,8 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{
-    poll_topic, PollFrame, PollInfo, PollRequest, ShowResults, Tally, Turnout, MAX_OPTION, MAX_OPTIONS, MAX_QUESTION,
-    MIN_OPTIONS,
+    poll_topic, PollFrame, PollInfo, PollRequest, PollSpec, ShowResults, Tally, Turnout, MAX_OPTION, MAX_OPTIONS,
+    MAX_QUESTION, MIN_OPTIONS,
 };
 use crate::error::AppError;
 use crate::realtime::client::{self, Notice};
@@ -85,7 +85,7 @@ pub fn PollPage() -> impl IntoView {
                             view! {
                                 <p class="back"><a href=format!("/rooms/{room}")>"← #" {room.clone()}</a></p>
                                 {refused().map(|text| view! { <p class="error" role="alert">{text}</p> })}
-                                <PollCard id=found.poll.id question=found.poll.question.clone() initial=Some(found)/>
+                                <PollCard id=found.poll.id question=found.poll.spec.question.clone() initial=Some(found)/>
                             }.into_any()
                         }
                         Err(AppError::Unauthorized) => view! {
@@ -167,7 +167,7 @@ pub fn PollCard(id: i64, question: String, initial: Option<PollView>) -> impl In
                     state.update(|s| {
                         if let Some(s) = s {
                             s.mine = choices.clone();
-                            ask = s.tally.is_none() && s.poll.show_results == ShowResults::Voted;
+                            ask = s.tally.is_none() && s.poll.spec.show_results == ShowResults::Voted;
                         }
                     });
                     if ask {
@@ -221,7 +221,7 @@ pub fn PollCard(id: i64, question: String, initial: Option<PollView>) -> impl In
 
     let hydrated = expect_context::<crate::app::Session>().hydrated;
     let closed = move || state.with(|s| s.as_ref().is_some_and(|s| s.poll.closed_at.is_some()));
-    let single = move || state.with(|s| s.as_ref().is_none_or(|s| s.poll.max_choices == 1));
+    let single = move || state.with(|s| s.as_ref().is_none_or(|s| s.poll.spec.max_choices == 1));
     let shown = move || state.with(|s| s.as_ref().and_then(|s| s.tally.clone()));
     let hidden_note = move || {
         state.with(|s| {
@@ -229,21 +229,21 @@ pub fn PollCard(id: i64, question: String, initial: Option<PollView>) -> impl In
             if s.tally.is_some() {
                 return None;
             }
-            Some(match s.poll.show_results {
+            Some(match s.poll.spec.show_results {
                 ShowResults::Voted => "Results are shown once you vote.",
                 _ => "Results are shown when the poll closes.",
             })
         })
     };
 
-    let options = move || state.with(|s| s.as_ref().map(|s| s.poll.options.clone()).unwrap_or_default());
+    let options = move || state.with(|s| s.as_ref().map(|s| s.poll.spec.options.clone()).unwrap_or_default());
     let option_rows = {
         let vote = vote.clone();
         move || {
             let tally = shown();
             let total: u64 = tally.as_ref().map_or(0, |t| t.counts.iter().sum());
             let multiple = !single();
-            let max = state.with(|s| s.as_ref().map_or(1, |s| s.poll.max_choices)) as usize;
+            let max = state.with(|s| s.as_ref().map_or(1, |s| s.poll.spec.max_choices)) as usize;
             let is_closed = closed();
             options()
                 .into_iter()
@@ -313,7 +313,7 @@ pub fn PollCard(id: i64, question: String, initial: Option<PollView>) -> impl In
     let status = move || {
         state.with(|s| {
             let s = s.as_ref()?;
-            Some(match (s.poll.closed_at, s.poll.closes_at) {
+            Some(match (s.poll.closed_at, s.poll.spec.closes_at) {
                 (Some(_), _) => "Closed".to_owned(),
                 (None, Some(at)) => format!("Closes {} UTC", utc_minute(at)),
                 (None, None) => "Open".to_owned(),
@@ -324,12 +324,12 @@ pub fn PollCard(id: i64, question: String, initial: Option<PollView>) -> impl In
         state.with(|s| {
             let s = s.as_ref()?;
             let mut parts = Vec::new();
-            parts.push(if s.poll.max_choices == 1 {
+            parts.push(if s.poll.spec.max_choices == 1 {
                 "one choice".to_owned()
             } else {
-                format!("up to {} choices", s.poll.max_choices)
+                format!("up to {} choices", s.poll.spec.max_choices)
             });
-            parts.push(if s.poll.anonymous { "anonymous".to_owned() } else { "named".to_owned() });
+            parts.push(if s.poll.spec.anonymous { "anonymous".to_owned() } else { "named".to_owned() });
             parts.push(format!("by {}", s.poll.creator));
             Some(parts.join(" · "))
         })
@@ -427,9 +427,7 @@ pub fn NewPollForm(topic: String, open: RwSignal<bool>, sent: Callback<(String, 
         let closes_at = (d.closes_in > 0).then(|| now_ms() as i64 + i64::from(d.closes_in) * 60_000);
         let id = client::random_id();
         let question = d.question.trim().to_owned();
-        let request = PollRequest::CreatePoll {
-            id: id.clone(),
-            topic: topic.clone(),
+        let spec = PollSpec {
             question: question.clone(),
             options,
             max_choices,
@@ -437,6 +435,7 @@ pub fn NewPollForm(topic: String, open: RwSignal<bool>, sent: Callback<(String, 
             show_results: d.show_results,
             closes_at,
         };
+        let request = PollRequest::CreatePoll { id: id.clone(), topic: topic.clone(), spec };
         client::send_durable(&topic, &id, &request);
         sent.run((id, question));
         draft.set(Draft::default());

@@ -52,17 +52,30 @@ impl ShowResults {
     }
 }
 
-/// A poll as its creator asks for it.
+/// A poll as its creator asks for it (`create_poll`'s fields, the API's body), with its
+/// defaults: single choice, named, results always shown, closed by hand.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct PollSpec {
     pub question: String,
     pub options: Vec<String>,
     /// Most options one voter may choose: 1 for single choice.
+    #[serde(default = "one")]
     pub max_choices: u32,
+    #[serde(default)]
     pub anonymous: bool,
+    #[serde(default = "always")]
     pub show_results: ShowResults,
     /// When it closes by itself, in milliseconds since the Unix epoch.
+    #[serde(default)]
     pub closes_at: Option<i64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn always() -> ShowResults {
+    ShowResults::Always
 }
 
 /// Why a poll or a vote was refused. Each has a stable code (the protocol's `error.code`).
@@ -184,13 +197,8 @@ pub struct PollInfo {
     pub room: String,
     /// The name of who made it.
     pub creator: String,
-    pub question: String,
-    pub options: Vec<String>,
-    pub max_choices: u32,
-    pub anonymous: bool,
-    pub show_results: ShowResults,
-    /// When it closes by itself (ms since the Unix epoch), if it does.
-    pub closes_at: Option<i64>,
+    #[serde(flatten)]
+    pub spec: PollSpec,
     /// When it was closed, once it is.
     pub closed_at: Option<i64>,
     pub created_at: i64,
@@ -218,14 +226,6 @@ pub struct Tally {
     pub names: Option<Vec<Vec<String>>>,
 }
 
-fn one() -> u32 {
-    1
-}
-
-fn always() -> ShowResults {
-    ShowResults::Always
-}
-
 /// Polls' requests over `/ws`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -235,16 +235,8 @@ pub enum PollRequest {
     CreatePoll {
         id: String,
         topic: String,
-        question: String,
-        options: Vec<String>,
-        #[serde(default = "one")]
-        max_choices: u32,
-        #[serde(default)]
-        anonymous: bool,
-        #[serde(default = "always")]
-        show_results: ShowResults,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        closes_at: Option<i64>,
+        #[serde(flatten)]
+        spec: PollSpec,
     },
     /// Vote (`topic`: `poll:<id>`), replacing my earlier vote. Answered by `ack` once stored.
     Vote { id: String, topic: String, choices: Vec<u32> },
@@ -256,23 +248,6 @@ pub enum PollRequest {
 
 impl PollRequest {
     pub const TYPES: [&'static str; 4] = ["create_poll", "vote", "close_poll", "results"];
-
-    /// The spec a `create_poll` asks for.
-    pub fn spec(&self) -> Option<PollSpec> {
-        match self {
-            PollRequest::CreatePoll { question, options, max_choices, anonymous, show_results, closes_at, .. } => {
-                Some(PollSpec {
-                    question: question.clone(),
-                    options: options.clone(),
-                    max_choices: *max_choices,
-                    anonymous: *anonymous,
-                    show_results: *show_results,
-                    closes_at: *closes_at,
-                })
-            }
-            _ => None,
-        }
-    }
 }
 
 /// Polls' frames from the server, on `poll:<id>`.
@@ -374,7 +349,7 @@ mod tests {
     fn requests_read_with_their_defaults_and_frames_round_trip() {
         let text = r#"{"type":"create_poll","id":"1","topic":"chat:lobby","question":"q","options":["a","b"]}"#;
         let request: PollRequest = serde_json::from_str(text).unwrap();
-        let spec = request.spec().unwrap();
+        let PollRequest::CreatePoll { spec, .. } = request else { panic!("not a create_poll: {request:?}") };
         assert_eq!((spec.max_choices, spec.anonymous, spec.show_results), (1, false, ShowResults::Always));
         let bad = r#"{"type":"vote","id":"1","topic":"poll:1","choices":[-1]}"#;
         assert!(serde_json::from_str::<PollRequest>(bad).is_err(), "a negative choice is not a choice");

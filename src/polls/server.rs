@@ -132,18 +132,12 @@ impl Polls {
 
     /// A poll as sent to those who may see it.
     pub fn info(&self, poll: &Poll, room: &Room) -> PollInfo {
-        let spec = poll.spec.clone();
         PollInfo {
             id: poll.id,
             room: room.name.clone(),
             creator: poll.creator_name.clone(),
-            question: spec.question,
-            options: spec.options,
-            max_choices: spec.max_choices,
-            anonymous: spec.anonymous,
-            show_results: spec.show_results,
-            closes_at: spec.closes_at,
-            closed_at: poll.closed_at.or(spec.closes_at.filter(|&at| at <= now_ms())),
+            spec: poll.spec.clone(),
+            closed_at: poll.closed_at.or(poll.spec.closes_at.filter(|&at| at <= now_ms())),
             created_at: poll.created_at,
         }
     }

@@ -244,6 +244,17 @@ impl Client {
         }
     }
 
+    /// The next poll `tally` whose counts add up to `votes` (earlier ones are skipped).
+    pub async fn next_tally_counting(&mut self, votes: u64) -> Value {
+        loop {
+            let tally = self.next_of("tally").await;
+            let sum: u64 = tally["counts"].as_array().expect("counts").iter().filter_map(Value::as_u64).sum();
+            if sum == votes {
+                return tally;
+            }
+        }
+    }
+
     /// Read until the connection ends.
     pub async fn until_end(&mut self, wait: Duration) -> (usize, Ended) {
         let mut frames = 0;

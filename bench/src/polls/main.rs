@@ -76,11 +76,15 @@ async fn read_until(
 ) -> std::io::Result<()> {
     while !done() {
         let read = conn
-            .read(scratch, || 0, |payload, _, _| {
-                if let Ok(frame) = serde_json::from_slice::<Value>(payload) {
-                    on_frame(&frame);
-                }
-            })
+            .read(
+                scratch,
+                || 0,
+                |payload, _, _| {
+                    if let Ok(frame) = serde_json::from_slice::<Value>(payload) {
+                        on_frame(&frame);
+                    }
+                },
+            )
             .await?;
         conn.flush().await?;
         if let wire::Read::Closed(code) = read {
@@ -205,8 +209,8 @@ async fn run(args: Args) -> Result<Value, String> {
         let (voters, start_at, failures, gate, topic) =
             (voters.clone(), start_at.clone(), failures.clone(), gate.clone(), topic.clone());
         let addr = args.addr[i % args.addr.len()];
-        let source = (args.sources > 1)
-            .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % args.sources as usize) as u8)));
+        let source =
+            (args.sources > 1).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i % args.sources as usize) as u8)));
         tasks.push(tokio::task::spawn_local(async move {
             let me = &voters[i];
             let permit = gate.acquire().await;
