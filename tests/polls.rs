@@ -208,6 +208,36 @@ async fn hidden_results_and_anonymous_choices_are_never_sent() {
     assert_eq!(reply(&mut ada, &again).await["code"], "poll_closed");
 }
 
+#[tokio::test]
+async fn a_member_removed_from_a_private_room_stops_hearing_its_polls() {
+    let (server, sessions) = server_with_users(&["ada", "bob"]).await;
+    let made = server_fn(server.addr, "create_room", "name=secret&private=on", Some(&sessions[0])).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let invited = server_fn(server.addr, "invite_member", "room=secret&username=bob", Some(&sessions[0])).await;
+    assert_eq!(invited.status, 200, "{}", invited.body);
+    let mut ada = server.web_as(&sessions[0]).await;
+    assert_eq!(ada.subscribe("chat:secret", None).await["type"], "subscribed");
+    let id = ada.id();
+    ada.send(json!({"type": "create_poll", "id": id, "topic": "chat:secret", "question": "q", "options": ["a", "b"]}))
+        .await;
+    let poll = ada.next_of("message").await["poll"].as_i64().unwrap();
+    let mut bob = server.web_as(&sessions[1]).await;
+    follow(&mut bob, poll).await;
+    // An outsider cannot follow it: to them it does not exist.
+    let mut outsider = server.web("eve").await;
+    assert_eq!(outsider.subscribe(&format!("poll:{poll}"), None).await["code"], "unknown_poll");
+
+    let removed = server_fn(server.addr, "remove_member", "room=secret&username=bob", Some(&sessions[0])).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    let ended = bob.next_of("unsubscribed").await;
+    assert_eq!(ended["topic"], format!("poll:{poll}"));
+    assert_eq!(vote(&mut ada, poll, json!([0])).await["type"], "ack");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let frames = raw_frames(&mut bob).await;
+    assert!(!frames.contains("tally") && !frames.contains("turnout"), "nothing of the poll after removal: {frames}");
+    assert_eq!(vote(&mut bob, poll, json!([1])).await["code"], "unknown_poll");
+}
+
 fn cookie(session: &str) -> String {
     format!("switchboard_session={session}")
 }

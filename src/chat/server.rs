@@ -46,6 +46,10 @@ pub enum ChatError {
 /// tells its own observers.
 pub type Observer = Box<dyn Fn(&Hub, &str, &ChatMessage, Option<&mut Burst>) + Send + Sync>;
 
+/// Told when a member is removed from a private room (the room, the user's id), so that a
+/// feature that shows the room's things ends that user's subscriptions to them too.
+pub type Removed = Box<dyn Fn(&Room, i64) + Send + Sync>;
+
 /// The rooms and the members of private rooms, as kept in memory from the store. On several
 /// nodes, a node that changes them tells the others, which reload them (`chat.rooms`).
 #[derive(Default)]
@@ -145,6 +149,7 @@ pub struct Chat {
     writer: Writer<Messages>,
     messages: Arc<Messages>,
     cluster: Option<Arc<Cluster>>,
+    removed: RwLock<Vec<Removed>>,
 }
 
 impl Chat {
@@ -191,6 +196,7 @@ impl Chat {
             writer,
             messages,
             cluster,
+            removed: RwLock::new(Vec::new()),
         }))
     }
 
@@ -317,6 +323,9 @@ impl Chat {
         let frame = encode(&ChatFrame::RoomLeft { topic: "rooms".into(), room: room.name.clone() });
         let revoke = Some(Arc::from(chat_topic(&room.name)));
         self.hub.publish(Event::new(user_topic(member.id), 0, frame, revoke));
+        for removed in self.removed.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            removed(&room, member.id);
+        }
         Ok(())
     }
 
@@ -362,6 +371,11 @@ impl Chat {
         self.room(room).ok_or_else(|| ChatError::UnknownRoom(room.to_owned()))?;
         let event = NewEvent { topic: Arc::from(chat_topic(room)), id, payload: payload(&author, &text, poll) };
         Ok(self.writer.append(event).await?)
+    }
+
+    /// Tell `removed` of every member removed from a private room from now on.
+    pub fn on_member_removed(&self, removed: Removed) {
+        self.removed.write().unwrap_or_else(PoisonError::into_inner).push(removed);
     }
 
     /// Tell `observer` of every message stored from now on.

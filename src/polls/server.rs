@@ -23,12 +23,12 @@ use crate::accounts::auth::Identity;
 use crate::chat::protocol::{chat_topic, ChatMessage};
 use crate::chat::server::{Chat, ChatError};
 use crate::chat::store::Room;
-use crate::realtime::protocol::ErrorCode;
+use crate::realtime::protocol::{ErrorCode, ServerFrame};
 use crate::realtime::server::bus::Cluster;
 use crate::realtime::server::durable::Stored;
-use crate::realtime::server::encode;
 use crate::realtime::server::hub::{Event, Hub};
 use crate::realtime::server::limit::RateLimiter;
+use crate::realtime::server::{encode, user_topic};
 use crate::store::{now_ms, Store, StoreError};
 
 /// The least time between two tallies of one poll, across every node (the issue asks for
@@ -121,6 +121,15 @@ impl Polls {
             pending: Mutex::new(HashMap::new()),
             turnouts: Mutex::new(HashMap::new()),
         });
+        let weak = Arc::downgrade(&polls);
+        polls.chat.on_member_removed(Box::new(move |room: &Room, user: i64| {
+            let (weak, room_id) = (weak.clone(), room.id);
+            tokio::spawn(async move {
+                if let Some(polls) = weak.upgrade() {
+                    polls.revoke(room_id, user).await;
+                }
+            });
+        }));
         every(Arc::downgrade(&polls), CLOSER_EVERY, |polls| async move { polls.close_due().await });
         every(Arc::downgrade(&polls), TURNOUT_EVERY, |polls| async move { polls.check_turnouts().await });
         polls
@@ -234,6 +243,20 @@ impl Polls {
         };
         let voted_online = online.iter().filter(|name| voters.contains(*name)).count();
         Ok(Turnout { voters: voters.len() as u64, online: online.len() as u64, voted_online: voted_online as u64 })
+    }
+
+    /// A member was removed from a private room: end their subscriptions to its polls, on every
+    /// connection and node (each `unsubscribed`, then the topic and its internal ones left).
+    async fn revoke(&self, room_id: i64, user: i64) {
+        let polls = match self.store.polls_in_room(room_id).await {
+            Ok(polls) => polls,
+            Err(error) => return tracing::error!(%error, "reading a room's polls failed; a removed member keeps them"),
+        };
+        for poll in polls {
+            let topic = poll_topic(poll);
+            let frame = encode(&ServerFrame::Unsubscribed { id: String::new(), topic: topic.clone() });
+            self.hub.publish(Event::new(user_topic(user), 0, frame, Some(Arc::from(topic))));
+        }
     }
 
     /// Votes came: send a tally now, or once the window since the last one has passed.

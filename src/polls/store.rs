@@ -299,6 +299,12 @@ impl Store {
         }))
     }
 
+    /// The polls of a room.
+    pub async fn polls_in_room(&self, room_id: i64) -> Result<Vec<i64>, StoreError> {
+        let sql = "SELECT id FROM polls WHERE room_id = $1";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(sql).bind(room_id).fetch_all(pool).await?))
+    }
+
     /// The names of everyone who voted in a poll (for turnout: who of those online voted).
     pub async fn voter_names(&self, poll_id: i64) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT voter_name FROM poll_voters WHERE poll_id = $1";
