@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod app;
 pub mod chat;
 pub mod codec;
+pub mod documents;
 pub mod error;
 pub mod map;
 pub mod polls;

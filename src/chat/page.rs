@@ -17,7 +17,7 @@ use super::client as chat_client;
 use super::protocol::{chat_topic, ChatFrame, ChatMessage, RoomInfo, LOBBY};
 use crate::app::Session;
 use crate::error::AppError;
-use crate::polls::page::{NewPollForm, PollCard};
+use crate::polls::page::{new_poll_form, poll_card, PollPlaceholder};
 use crate::realtime::client::{self, Notice};
 use crate::realtime::protocol::{Resume, ServerFrame};
 use crate::ui::browser;
@@ -538,10 +538,18 @@ fn RoomView(page: RoomPage) -> impl IntoView {
             </div>
             <p class="typing" data-testid="typing" aria-live="polite">{typing_line}</p>
             <Show when=move || poll_open.get()>
-                <NewPollForm topic=topic.clone() open=poll_open sent=Callback::new(move |(id, question): (String, String)| {
-                    pending.update(|p| p.push(Pending { id, text: format!("Poll: {question}"), error: None }));
-                    scroll_to_bottom();
-                })/>
+                {
+                    let topic = topic.clone();
+                    let sent = Callback::new(move |(id, question): (String, String)| {
+                        pending.update(|p| p.push(Pending { id, text: format!("Poll: {question}"), error: None }));
+                        scroll_to_bottom();
+                    });
+                    view! {
+                        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                            {move || Suspend::new(new_poll_form(topic.clone(), poll_open, sent))}
+                        </Suspense>
+                    }
+                }
             </Show>
             <form class="composer" on:submit={
                 let send = send.clone();
@@ -578,7 +586,21 @@ fn MessageList(messages: RwSignal<Vec<ChatMessage>>, pending: RwSignal<Vec<Pendi
                         <Timestamp ms=m.ts hydrated=session.hydrated/>
                     </div>
                     {match m.poll {
-                        Some(poll) => view! { <PollCard id=poll question=m.text.clone() initial=None/> }.into_any(),
+                        Some(poll) => {
+                            // The server's HTML and hydration show the poll's question and a
+                            // link to its page; once the page is live, its card's module is
+                            // fetched and the card takes the placeholder's place.
+                            let question = StoredValue::new(m.text.clone());
+                            let placeholder =
+                                move || view! { <PollPlaceholder id=poll question=question.get_value()/> };
+                            view! {
+                                <Show when=move || session.hydrated.get() fallback=placeholder>
+                                    <Suspense fallback=placeholder>
+                                        {move || Suspend::new(poll_card(poll, question.get_value()))}
+                                    </Suspense>
+                                </Show>
+                            }.into_any()
+                        }
                         None => view! { <p class="text">{m.text.clone()}</p> }.into_any(),
                     }}
                 </li>

@@ -55,6 +55,32 @@ pub async fn load_poll(id: i64) -> Result<PollView, AppError> {
 
 crate::app::lazy_page!(PollRoute, PollPage);
 
+/// A poll's card in a room's timeline, as a module of its own: a room's page fetches it only
+/// when the room shows a poll, so that rooms without polls carry none of their code.
+#[lazy]
+pub async fn poll_card(id: i64, question: String) -> AnyView {
+    view! { <PollCard id question initial=None/> }.into_any()
+}
+
+/// A poll before its card's module has loaded (and without JavaScript): its question, and a
+/// link to its own page, where the plain form votes.
+#[component]
+pub fn PollPlaceholder(id: i64, question: String) -> impl IntoView {
+    view! {
+        <div class="poll" data-poll=id.to_string() data-testid="poll">
+            <div class="poll-head"><span class="poll-badge">"Poll"</span></div>
+            <h3 class="poll-question">{question}</h3>
+            <p><a href=format!("/polls/{id}")>"Open the poll"</a></p>
+        </div>
+    }
+}
+
+/// The form that makes a poll, fetched when the composer's Poll button is first pressed.
+#[lazy]
+pub async fn new_poll_form(topic: String, open: RwSignal<bool>, sent: Callback<(String, String)>) -> AnyView {
+    view! { <NewPollForm topic open sent/> }.into_any()
+}
+
 /// What an error code from the plain form means.
 fn form_error(code: &str) -> &'static str {
     match code {

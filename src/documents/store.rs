@@ -1,0 +1,188 @@
+//! Documents' queries, on both engines: a room's documents (list, create, rename, delete) and
+//! each document's snapshot. A document's edits are the events of its durable topic
+//! (`doc:<id>`, `crate::store::events`); a snapshot folds them up to an offset, so that opening a
+//! long-edited document reads one row and the few events after it.
+
+use crate::store::{now_ms, on_pool, Store, StoreError};
+
+/// The longest document name, in characters.
+pub const MAX_NAME: usize = 100;
+
+/// A document as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub id: i64,
+    pub room_id: i64,
+    pub name: String,
+    pub creator_key: String,
+    pub creator_name: String,
+    pub created_at: i64,
+}
+
+/// A document's state up to (and with) offset `upto` of its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub upto: u64,
+    pub state: Vec<u8>,
+}
+
+/// The durable topic of a document's edits.
+pub fn document_topic(id: i64) -> String {
+    format!("doc:{id}")
+}
+
+/// A name trimmed, if it is 1 to [`MAX_NAME`] characters without control characters.
+pub fn clean_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    (chars > 0 && chars <= MAX_NAME && !name.chars().any(char::is_control)).then(|| name.to_owned())
+}
+
+type DocumentRow = (i64, i64, String, String, String, i64);
+
+const COLUMNS: &str = "id, room_id, name, creator_key, creator_name, created_at";
+
+fn document((id, room_id, name, creator_key, creator_name, created_at): DocumentRow) -> Document {
+    Document { id, room_id, name, creator_key, creator_name, created_at }
+}
+
+impl Store {
+    /// Make a document in a room; `name` is checked by the caller ([`clean_name`]).
+    pub async fn create_document(
+        &self,
+        room_id: i64,
+        name: &str,
+        creator_key: &str,
+        creator_name: &str,
+    ) -> Result<Document, StoreError> {
+        let now = now_ms();
+        let sql = "INSERT INTO documents (room_id, name, creator_key, creator_name, created_at)
+                   VALUES ($1, $2, $3, $4, $5) RETURNING id";
+        let id: i64 = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(room_id)
+            .bind(name)
+            .bind(creator_key)
+            .bind(creator_name)
+            .bind(now)
+            .fetch_one(pool)
+            .await?);
+        let (creator_key, creator_name) = (creator_key.to_owned(), creator_name.to_owned());
+        Ok(Document { id, room_id, name: name.to_owned(), creator_key, creator_name, created_at: now })
+    }
+
+    /// A document that is not deleted.
+    pub async fn document(&self, id: i64) -> Result<Option<Document>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM documents WHERE id = $1 AND deleted_at IS NULL");
+        let row: Option<DocumentRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?);
+        Ok(row.map(document))
+    }
+
+    /// A room's documents, by name.
+    pub async fn documents_in_room(&self, room_id: i64) -> Result<Vec<Document>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM documents WHERE room_id = $1 AND deleted_at IS NULL ORDER BY name, id");
+        let rows: Vec<DocumentRow> = on_pool!(self, pool => sqlx::query_as(&sql).bind(room_id).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(document).collect())
+    }
+
+    /// Rename a document; false if there is none (or it is deleted).
+    pub async fn rename_document(&self, id: i64, name: &str) -> Result<bool, StoreError> {
+        let sql = "UPDATE documents SET name = $1 WHERE id = $2 AND deleted_at IS NULL";
+        let done = on_pool!(self, pool => sqlx::query(sql).bind(name).bind(id).execute(pool).await?.rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Delete a document, its snapshot and its log; false if there was none.
+    pub async fn delete_document(&self, id: i64) -> Result<bool, StoreError> {
+        let mark = "UPDATE documents SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
+        let snapshot = "DELETE FROM document_snapshots WHERE document_id = $1";
+        let log = "DELETE FROM events WHERE topic = $1";
+        let topic = document_topic(id);
+        let done = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(mark).bind(now_ms()).bind(id).execute(&mut *tx).await?.rows_affected();
+            sqlx::query(snapshot).bind(id).execute(&mut *tx).await?;
+            sqlx::query(log).bind(&topic).execute(&mut *tx).await?;
+            tx.commit().await?;
+            done
+        });
+        Ok(done == 1)
+    }
+
+    /// The document's snapshot, if one was taken.
+    pub async fn snapshot(&self, id: i64) -> Result<Option<Snapshot>, StoreError> {
+        let sql = "SELECT upto, state FROM document_snapshots WHERE document_id = $1";
+        let row: Option<(i64, Vec<u8>)> =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await?);
+        Ok(row.map(|(upto, state)| Snapshot { upto: upto as u64, state }))
+    }
+
+    /// Keep `snapshot` as the document's, unless the one kept already goes further.
+    pub async fn save_snapshot(&self, id: i64, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO document_snapshots (document_id, upto, state, taken_at) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (document_id) DO UPDATE SET upto = excluded.upto, state = excluded.state,
+                       taken_at = excluded.taken_at
+                   WHERE document_snapshots.upto < excluded.upto";
+        let done = on_pool!(self, pool => sqlx::query(sql)
+            .bind(id)
+            .bind(snapshot.upto as i64)
+            .bind(&snapshot.state)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::each_engine;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(clean_name("  Minutes "), Some("Minutes".into()));
+        assert_eq!(clean_name("  "), None);
+        assert_eq!(clean_name("a\nb"), None);
+        assert_eq!(clean_name(&"é".repeat(100)), Some("é".repeat(100)));
+        assert_eq!(clean_name(&"é".repeat(101)), None);
+    }
+
+    #[tokio::test]
+    async fn documents_are_listed_renamed_and_deleted_with_their_log_and_snapshot() {
+        for store in each_engine().await {
+            let engine = store.engine();
+            let lobby = store.room("lobby").await.unwrap().unwrap();
+            let notes = store.create_document(lobby.id, "notes", "u:1", "ada").await.unwrap();
+            let agenda = store.create_document(lobby.id, "agenda", "u:1", "ada").await.unwrap();
+            let names = |docs: Vec<Document>| docs.into_iter().map(|d| d.name).collect::<Vec<_>>();
+            assert_eq!(names(store.documents_in_room(lobby.id).await.unwrap()), ["agenda", "notes"], "{engine:?}");
+            assert!(store.rename_document(notes.id, "minutes").await.unwrap());
+            assert_eq!(store.document(notes.id).await.unwrap().unwrap().name, "minutes");
+
+            // A snapshot is replaced only by one that goes further.
+            assert_eq!(store.snapshot(notes.id).await.unwrap(), None);
+            let first = Snapshot { upto: 5, state: vec![1, 2, 3] };
+            assert!(store.save_snapshot(notes.id, &first).await.unwrap());
+            assert!(!store.save_snapshot(notes.id, &Snapshot { upto: 4, state: vec![9] }).await.unwrap());
+            assert_eq!(store.snapshot(notes.id).await.unwrap(), Some(first), "{engine:?}");
+
+            // Its log goes with it.
+            let mut log = store.event_writer().await.unwrap();
+            let topic: std::sync::Arc<str> = std::sync::Arc::from(document_topic(notes.id));
+            let edit = crate::store::events::NewEvent { topic: topic.clone(), id: "e1".into(), payload: "{}".into() };
+            log.append_batch(&[edit]).await.unwrap();
+            assert_eq!(store.events_after(&topic, 0, 10).await.unwrap().len(), 1);
+            assert!(store.delete_document(notes.id).await.unwrap());
+            assert!(!store.delete_document(notes.id).await.unwrap(), "{engine:?}: once");
+            assert_eq!(store.document(notes.id).await.unwrap(), None);
+            assert_eq!(store.snapshot(notes.id).await.unwrap(), None);
+            assert!(store.events_after(&topic, 0, 10).await.unwrap().is_empty());
+            assert_eq!(names(store.documents_in_room(lobby.id).await.unwrap()), ["agenda"]);
+            assert!(!store.rename_document(notes.id, "again").await.unwrap());
+            let _ = agenda;
+        }
+    }
+}
