@@ -236,13 +236,15 @@ impl Polls {
 
     /// How many voted, and how many of those online in the poll's room.
     pub async fn turnout(&self, poll: &Poll) -> Result<Turnout, StoreError> {
-        let voters: HashSet<String> = self.store.voter_names(poll.id).await?.into_iter().collect();
+        let names = self.store.voter_names(poll.id).await?;
+        let count = names.len() as u64;
+        let voters: HashSet<String> = names.into_iter().collect();
         let online = match self.chat.room_by_id(poll.room_id) {
             Some(room) => self.chat.presence.online(&chat_topic(&room.name)).await,
             None => Vec::new(),
         };
         let voted_online = online.iter().filter(|name| voters.contains(*name)).count();
-        Ok(Turnout { voters: voters.len() as u64, online: online.len() as u64, voted_online: voted_online as u64 })
+        Ok(Turnout { voters: count, online: online.len() as u64, voted_online: voted_online as u64 })
     }
 
     /// A member was removed from a private room: end their subscriptions to its polls, on every
