@@ -156,7 +156,7 @@ mod tests {
             let engine = store.engine();
             let lobby = store.room("lobby").await.unwrap().unwrap();
             let notes = store.create_document(lobby.id, "notes", "u:1", "ada").await.unwrap();
-            let agenda = store.create_document(lobby.id, "agenda", "u:1", "ada").await.unwrap();
+            store.create_document(lobby.id, "agenda", "u:1", "ada").await.unwrap();
             let names = |docs: Vec<Document>| docs.into_iter().map(|d| d.name).collect::<Vec<_>>();
             assert_eq!(names(store.documents_in_room(lobby.id).await.unwrap()), ["agenda", "notes"], "{engine:?}");
             assert!(store.rename_document(notes.id, "minutes").await.unwrap());
@@ -182,7 +182,6 @@ mod tests {
             assert!(store.events_after(&topic, 0, 10).await.unwrap().is_empty());
             assert_eq!(names(store.documents_in_room(lobby.id).await.unwrap()), ["agenda"]);
             assert!(!store.rename_document(notes.id, "again").await.unwrap());
-            let _ = agenda;
         }
     }
 }

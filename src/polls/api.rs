@@ -87,6 +87,18 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Identity, Respo
     caller_of(state, headers, false).await
 }
 
+/// The caller (see [`caller_of`]) and the poll the path names, or the answer that refuses.
+async fn caller_and_poll(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &str,
+    guests: bool,
+) -> Result<(Identity, i64), Box<Response>> {
+    let who = caller_of(state, headers, guests).await.map_err(Box::new)?;
+    let id = poll_id(raw).ok_or_else(|| Box::new(no_poll()))?;
+    Ok((who, id))
+}
+
 /// A poll id from the path: a positive integer (anything else names no poll).
 fn poll_id(raw: &str) -> Option<i64> {
     raw.parse::<i64>().ok().filter(|&id| id > 0)
@@ -138,10 +150,9 @@ async fn create(State(state): State<AppState>, Path(room): Path<String>, headers
 
 /// `GET /api/polls/{id}`.
 async fn read(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Response {
-    let (who, id) = match (caller(&state, &headers).await, poll_id(&raw)) {
-        (Ok(who), Some(id)) => (who, id),
-        (Err(response), _) => return response,
-        (_, None) => return no_poll(),
+    let (who, id) = match caller_and_poll(&state, &headers, &raw, false).await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let polls = state.get::<Polls>();
     let found = match polls.visible(id, &who).await {
@@ -156,10 +167,9 @@ async fn read(State(state): State<AppState>, Path(raw): Path<String>, headers: H
 
 /// `POST /api/polls/{id}/votes`: the choices as stored.
 async fn vote(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let (who, id) = match (caller(&state, &headers).await, poll_id(&raw)) {
-        (Ok(who), Some(id)) => (who, id),
-        (Err(response), _) => return response,
-        (_, None) => return no_poll(),
+    let (who, id) = match caller_and_poll(&state, &headers, &raw, false).await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let new: NewVote = match body(&bytes) {
         Ok(new) => new,
@@ -173,10 +183,9 @@ async fn vote(State(state): State<AppState>, Path(raw): Path<String>, headers: H
 
 /// `POST /api/polls/{id}/close`: the poll, closed, with its final counts.
 async fn close(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Response {
-    let (who, id) = match (caller(&state, &headers).await, poll_id(&raw)) {
-        (Ok(who), Some(id)) => (who, id),
-        (Err(response), _) => return response,
-        (_, None) => return no_poll(),
+    let (who, id) = match caller_and_poll(&state, &headers, &raw, false).await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let polls = state.get::<Polls>();
     let closed = match polls.close(id, &who).await {
@@ -218,10 +227,9 @@ fn results_csv(poll: &Poll, counts: &[u64], names: Option<&[Vec<String>]>) -> St
 
 /// `GET /api/polls/{id}/results.csv`, for whoever may see the results.
 async fn export_csv(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Response {
-    let (who, id) = match (caller_of(&state, &headers, true).await, poll_id(&raw)) {
-        (Ok(who), Some(id)) => (who, id),
-        (Err(response), _) => return response,
-        (_, None) => return no_poll(),
+    let (who, id) = match caller_and_poll(&state, &headers, &raw, true).await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let polls = state.get::<Polls>();
     let (poll, _) = match polls.visible(id, &who).await {

@@ -91,7 +91,7 @@ impl Channel for PollsChannel {
         conn.subscribe(&voter_topic(poll.id, &conn.who().key()));
         let store = self.polls.store();
         let (mine, turnout) =
-            match (store.choices_of(poll.id, &conn.who().key()).await, self.polls.turnout(&poll).await) {
+            match (store.choices_of(poll.id, &conn.who().key()).await, self.polls.known_turnout(&poll).await) {
                 (Ok(mine), Ok(turnout)) => (mine, turnout),
                 (Err(error), _) | (_, Err(error)) => return conn.internal_error(Some(id), &error).await,
             };

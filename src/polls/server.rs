@@ -234,6 +234,16 @@ impl Polls {
         Ok(Some(tally(taken)))
     }
 
+    /// The turnout this node sent its followers last (checked every second), or, for a poll
+    /// no one here follows yet, read now: a join does not read every voter's name again.
+    pub async fn known_turnout(&self, poll: &Poll) -> Result<Turnout, StoreError> {
+        let known = self.turnouts.lock().unwrap_or_else(PoisonError::into_inner).get(&poll.id).copied();
+        match known {
+            Some(turnout) => Ok(turnout),
+            None => self.turnout(poll).await,
+        }
+    }
+
     /// How many voted, and how many of those online in the poll's room.
     pub async fn turnout(&self, poll: &Poll) -> Result<Turnout, StoreError> {
         let names = self.store.voter_names(poll.id).await?;

@@ -15,7 +15,6 @@ mod process;
 mod wire;
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -140,53 +139,29 @@ async fn store_only(url: &str, voters: usize, engines: &[u32]) -> Result<Duratio
     let poll = store.create_poll(lobby.id, &maker, spec).await.map_err(|e| e.to_string())?;
     let (own, engine) = (process::own_cpu_time(), cpu(engines));
     // Sixteen at once, as a server's connections would.
-    let next = &Cell::new(0usize);
-    let (store, poll) = (&store, &poll);
-    let workers = (0..16).map(|_| async move {
-        loop {
-            let i = next.get();
-            if i >= voters {
-                return Ok::<(), String>(());
-            }
-            next.set(i + 1);
-            let key = format!("g:store{i}");
-            let voter = StoreVoter { key: &key, name: "voter" };
-            store.vote(poll.id, &voter, vec![(i % 4) as u32]).await.map_err(|e| e.to_string())?;
-        }
-    });
-    for result in futures_join(workers).await {
-        result?;
+    let next = Rc::new(Cell::new(0usize));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, next, poll) = (store.clone(), next.clone(), poll.id);
+            tokio::task::spawn_local(async move {
+                loop {
+                    let i = next.get();
+                    if i >= voters {
+                        return Ok::<(), String>(());
+                    }
+                    next.set(i + 1);
+                    let key = format!("g:store{i}");
+                    let voter = StoreVoter { key: &key, name: "voter" };
+                    store.vote(poll, &voter, vec![(i % 4) as u32]).await.map_err(|e| e.to_string())?;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())??;
     }
     let spent = process::own_cpu_time() - own + (cpu(engines) - engine);
     Ok(spent / voters as u32)
-}
-
-/// Run futures together on this thread.
-async fn futures_join<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let set: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs = Vec::new();
-    let mut pending: Vec<_> = set.into_iter().map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut all = true;
-        for slot in pending.iter_mut() {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(output) => {
-                        outputs.push(output);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all = false,
-                }
-            }
-        }
-        if all {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
