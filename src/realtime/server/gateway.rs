@@ -510,8 +510,9 @@ impl Conn {
     }
 
     /// Subscribe to a latest-value topic: `subscribed`, then the topic's latest state, then its
-    /// changes. `latest` is read after subscribing, so a change made after it arrives as an
-    /// event, and events wait until this answer is written; `None`: no state yet.
+    /// changes. `latest` is read after subscribing and before `subscribed` is sent, so a change
+    /// made after it arrives as an event, and events wait until this answer is written; `None`:
+    /// no state yet.
     pub async fn join_latest<T, E>(
         &mut self,
         id: String,
@@ -524,8 +525,11 @@ impl Conn {
         E: std::fmt::Display + Sync,
     {
         self.subscribe(&topic);
+        let latest = latest.await;
+        // `subscribed` once the state is read: whatever the client does on hearing it (post a
+        // reading, move) arrives as an event, never folded into the first state.
         self.send(&ServerFrame::Subscribed { id: id.clone(), topic, epoch, head: 0 }).await?;
-        match latest.await {
+        match latest {
             Ok(Some(state)) => self.send(&state).await,
             Ok(None) => Ok(()),
             Err(error) => self.internal_error(Some(id), &error).await,
