@@ -69,7 +69,8 @@ impl DocState {
         state
     }
 
-    fn apply_unchecked(&self, update: &[u8]) -> Result<(), CrdtError> {
+    /// Take an update already checked (one of the log's): whatever it holds that is new here.
+    pub fn apply_unchecked(&self, update: &[u8]) -> Result<(), CrdtError> {
         let decoded = Update::decode_v1(update).map_err(|e| CrdtError::Malformed(e.to_string()))?;
         let mut txn = self.doc.transact_mut();
         txn.apply_update(decoded).map_err(|e| CrdtError::Malformed(e.to_string()))
@@ -79,10 +80,17 @@ impl DocState {
     /// An update adds at most as many characters as it has bytes, so one that cannot pass the
     /// limit is applied at once; one that might is tried on a copy first.
     pub fn apply(&self, update: &[u8]) -> Result<(), CrdtError> {
+        self.check(update)?;
+        self.apply_unchecked(update)
+    }
+
+    /// Whether `update` may be taken: it decodes, and the document stays within its limits
+    /// with it. Changes nothing.
+    pub fn check(&self, update: &[u8]) -> Result<(), CrdtError> {
         if update.len() > self.limits.update_bytes {
             return Err(CrdtError::UpdateTooLarge(update.len(), self.limits.update_bytes));
         }
-        let decoded = Update::decode_v1(update).map_err(|e| CrdtError::Malformed(e.to_string()))?;
+        Update::decode_v1(update).map_err(|e| CrdtError::Malformed(e.to_string()))?;
         let room = u64::from(self.limits.text_units).saturating_sub(u64::from(self.len()));
         if update.len() as u64 > room {
             let trial = DocState::load(Some(&self.full_state()), [], self.limits);
@@ -92,8 +100,35 @@ impl DocState {
                 return Err(CrdtError::DocumentTooLarge(size, self.limits.text_units));
             }
         }
-        let mut txn = self.doc.transact_mut();
-        txn.apply_update(decoded).map_err(|e| CrdtError::Malformed(e.to_string()))
+        Ok(())
+    }
+
+    /// An update that makes the text `target`, from an editor of its own (a fresh client id):
+    /// one deletion and one insertion between what the two share at their start and end.
+    /// Empty when the text is `target` already.
+    pub fn edit_to(&self, target: &str) -> Vec<u8> {
+        let editor = DocState::load(Some(&self.full_state()), [], self.limits);
+        let now: Vec<u16> = editor.text().encode_utf16().collect();
+        let want: Vec<u16> = target.encode_utf16().collect();
+        if now == want {
+            return Vec::new();
+        }
+        let start = now.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        let tail = now[start..].iter().rev().zip(want[start..].iter().rev()).take_while(|(a, b)| a == b).count();
+        let before = editor.doc.transact().state_vector();
+        {
+            let mut txn = editor.doc.transact_mut();
+            let removed = (now.len() - tail - start) as u32;
+            if removed > 0 {
+                editor.text.remove_range(&mut txn, start as u32, removed);
+            }
+            let inserted = String::from_utf16_lossy(&want[start..want.len() - tail]);
+            if !inserted.is_empty() {
+                editor.text.insert(&mut txn, start as u32, &inserted);
+            }
+        }
+        let txn = editor.doc.transact();
+        txn.encode_state_as_update_v1(&before)
     }
 
     /// The text's length, in UTF-16 code units.
@@ -232,6 +267,22 @@ mod tests {
         assert_eq!(server.full_state(), before, "nothing changed");
         assert_eq!(server.text(), "hello");
         assert!(server.missing(b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn an_edit_to_a_text_makes_it_that_text_and_keeps_others_edits() {
+        let server = DocState::new(Limits::default());
+        let ann = Client::new(1);
+        server.apply(&ann.insert(0, "one two three 😀 four")).unwrap();
+        let update = server.edit_to("one 2 three 😀 four!");
+        assert!(server.check(&update).is_ok());
+        server.apply(&update).unwrap();
+        assert_eq!(server.text(), "one 2 three 😀 four!");
+        assert!(server.edit_to("one 2 three 😀 four!").is_empty(), "nothing to do");
+        // Someone who had not seen it merges it with an edit of their own.
+        ann.insert(0, ">");
+        ann.receive(&update);
+        assert_eq!(ann.text(), ">one 2 three 😀 four!");
     }
 
     #[test]

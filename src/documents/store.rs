@@ -3,10 +3,8 @@
 //! (`doc:<id>`, `crate::store::events`); a snapshot folds them up to an offset, so that opening a
 //! long-edited document reads one row and the few events after it.
 
-use crate::store::{now_ms, on_pool, Store, StoreError};
-
-/// The longest document name, in characters.
-pub const MAX_NAME: usize = 100;
+use super::protocol::doc_topic;
+use crate::store::{now_ms, on_pool, Engine, Store, StoreError};
 
 /// A document as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,16 +24,19 @@ pub struct Snapshot {
     pub state: Vec<u8>,
 }
 
-/// The durable topic of a document's edits.
-pub fn document_topic(id: i64) -> String {
-    format!("doc:{id}")
+/// An edit in a document's log: when, and whose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub offset: u64,
+    pub ts: i64,
+    pub author: String,
 }
 
-/// A name trimmed, if it is 1 to [`MAX_NAME`] characters without control characters.
-pub fn clean_name(name: &str) -> Option<String> {
-    let name = name.trim();
-    let chars = name.chars().count();
-    (chars > 0 && chars <= MAX_NAME && !name.chars().any(char::is_control)).then(|| name.to_owned())
+fn taken(error: sqlx::Error, name: &str) -> StoreError {
+    match &error {
+        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::NameTaken(name.to_owned()),
+        _ => StoreError::Db(error),
+    }
 }
 
 type DocumentRow = (i64, i64, String, String, String, i64);
@@ -47,7 +48,8 @@ fn document((id, room_id, name, creator_key, creator_name, created_at): Document
 }
 
 impl Store {
-    /// Make a document in a room; `name` is checked by the caller ([`clean_name`]).
+    /// Make a document in a room; `name` is checked by the caller (`clean_name`), and taken
+    /// by no other document of the room ([`StoreError::NameTaken`]).
     pub async fn create_document(
         &self,
         room_id: i64,
@@ -65,7 +67,8 @@ impl Store {
             .bind(creator_name)
             .bind(now)
             .fetch_one(pool)
-            .await?);
+            .await
+            .map_err(|e| taken(e, name))?);
         let (creator_key, creator_name) = (creator_key.to_owned(), creator_name.to_owned());
         Ok(Document { id, room_id, name: name.to_owned(), creator_key, creator_name, created_at: now })
     }
@@ -86,10 +89,24 @@ impl Store {
         Ok(rows.into_iter().map(document).collect())
     }
 
+    /// The room's document of that name.
+    pub async fn document_named(&self, room_id: i64, name: &str) -> Result<Option<Document>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM documents WHERE room_id = $1 AND name = $2 AND deleted_at IS NULL");
+        let row: Option<DocumentRow> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(room_id).bind(name).fetch_optional(pool).await?);
+        Ok(row.map(document))
+    }
+
     /// Rename a document; false if there is none (or it is deleted).
     pub async fn rename_document(&self, id: i64, name: &str) -> Result<bool, StoreError> {
         let sql = "UPDATE documents SET name = $1 WHERE id = $2 AND deleted_at IS NULL";
-        let done = on_pool!(self, pool => sqlx::query(sql).bind(name).bind(id).execute(pool).await?.rows_affected());
+        let done = on_pool!(self, pool => sqlx::query(sql)
+            .bind(name)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(|e| taken(e, name))?
+            .rows_affected());
         Ok(done == 1)
     }
 
@@ -98,7 +115,7 @@ impl Store {
         let mark = "UPDATE documents SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL";
         let snapshot = "DELETE FROM document_snapshots WHERE document_id = $1";
         let log = "DELETE FROM events WHERE topic = $1";
-        let topic = document_topic(id);
+        let topic = doc_topic(id);
         let done = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(mark).bind(now_ms()).bind(id).execute(&mut *tx).await?.rows_affected();
@@ -108,6 +125,22 @@ impl Store {
             done
         });
         Ok(done == 1)
+    }
+
+    /// Every edit in a document's log after `offset`, oldest first: when, and whose (for its
+    /// history; the updates themselves are not read).
+    pub async fn edits(&self, id: i64, offset: u64) -> Result<Vec<Edit>, StoreError> {
+        let author = match self.engine() {
+            Engine::Sqlite => "json_extract(payload, '$.author')",
+            Engine::Postgres => "(payload::jsonb)->>'author'",
+        };
+        let sql = format!("SELECT seq, ts, COALESCE({author}, '') FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq");
+        let rows: Vec<(i64, i64, String)> = on_pool!(self, pool => sqlx::query_as(&sql)
+            .bind(doc_topic(id))
+            .bind(offset as i64)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(|(offset, ts, author)| Edit { offset: offset as u64, ts, author }).collect())
     }
 
     /// The document's snapshot, if one was taken.
@@ -141,15 +174,6 @@ mod tests {
     use super::*;
     use crate::store::testing::each_engine;
 
-    #[test]
-    fn names_are_trimmed_and_bounded() {
-        assert_eq!(clean_name("  Minutes "), Some("Minutes".into()));
-        assert_eq!(clean_name("  "), None);
-        assert_eq!(clean_name("a\nb"), None);
-        assert_eq!(clean_name(&"é".repeat(100)), Some("é".repeat(100)));
-        assert_eq!(clean_name(&"é".repeat(101)), None);
-    }
-
     #[tokio::test]
     async fn documents_are_listed_renamed_and_deleted_with_their_log_and_snapshot() {
         for store in each_engine().await {
@@ -157,6 +181,10 @@ mod tests {
             let lobby = store.room("lobby").await.unwrap().unwrap();
             let notes = store.create_document(lobby.id, "notes", "u:1", "ada").await.unwrap();
             store.create_document(lobby.id, "agenda", "u:1", "ada").await.unwrap();
+            let again = store.create_document(lobby.id, "agenda", "u:2", "bob").await;
+            assert!(matches!(again, Err(StoreError::NameTaken(_))), "{engine:?}: a name is taken once per room");
+            assert!(matches!(store.rename_document(notes.id, "agenda").await, Err(StoreError::NameTaken(_))));
+            assert_eq!(store.document_named(lobby.id, "agenda").await.unwrap().unwrap().creator_name, "ada");
             let names = |docs: Vec<Document>| docs.into_iter().map(|d| d.name).collect::<Vec<_>>();
             assert_eq!(names(store.documents_in_room(lobby.id).await.unwrap()), ["agenda", "notes"], "{engine:?}");
             assert!(store.rename_document(notes.id, "minutes").await.unwrap());
@@ -171,10 +199,14 @@ mod tests {
 
             // Its log goes with it.
             let mut log = store.event_writer().await.unwrap();
-            let topic: std::sync::Arc<str> = std::sync::Arc::from(document_topic(notes.id));
-            let edit = crate::store::events::NewEvent { topic: topic.clone(), id: "e1".into(), payload: "{}".into() };
+            let topic: std::sync::Arc<str> = std::sync::Arc::from(doc_topic(notes.id));
+            let payload = r#"{"author":"ada","key":"u:1","update":"AAA="}"#;
+            let edit = crate::store::events::NewEvent { topic: topic.clone(), id: "e1".into(), payload: payload.into() };
             log.append_batch(&[edit]).await.unwrap();
             assert_eq!(store.events_after(&topic, 0, 10).await.unwrap().len(), 1);
+            let edits = store.edits(notes.id, 0).await.unwrap();
+            assert_eq!((edits.len(), edits[0].offset, edits[0].author.as_str()), (1, 1, "ada"), "{engine:?}");
+            assert!(store.edits(notes.id, 1).await.unwrap().is_empty());
             assert!(store.delete_document(notes.id).await.unwrap());
             assert!(!store.delete_document(notes.id).await.unwrap(), "{engine:?}: once");
             assert_eq!(store.document(notes.id).await.unwrap(), None);

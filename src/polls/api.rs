@@ -25,7 +25,7 @@ use super::server::{Polls, PollsError};
 use super::store::Poll;
 use crate::accounts::auth::{Auth, Identity};
 use crate::realtime::protocol::ErrorCode;
-use crate::server::{json_error, origin_allowed, AppState};
+use crate::server::{api_caller, json_error, origin_allowed, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -66,35 +66,19 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// Who asks: a session or an API token (`guests`: or, where guests are let in, the browser's
-/// guest identity). A request with a cookie from another site's page is refused.
-async fn caller_of(state: &AppState, headers: &HeaderMap, guests: bool) -> Result<Identity, Response> {
-    if !origin_allowed(headers, &state.config) {
-        return Err(json_error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "a request from another site's page"));
-    }
-    let auth = state.get::<Auth>();
-    match auth.identify(headers, None, None, guests && state.config.guest_access).await {
-        Some(who) => Ok(who),
-        None => {
-            let message = "sign in, or send your API token as `Authorization: Bearer <token>`";
-            Err(json_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message))
-        }
-    }
-}
-
 /// The API's caller: a user, by session or API token.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Identity, Response> {
-    caller_of(state, headers, false).await
+    api_caller(state, headers, false).await
 }
 
-/// The caller (see [`caller_of`]) and the poll the path names, or the answer that refuses.
+/// The caller (see [`api_caller`]) and the poll the path names, or the answer that refuses.
 async fn caller_and_poll(
     state: &AppState,
     headers: &HeaderMap,
     raw: &str,
     guests: bool,
 ) -> Result<(Identity, i64), Box<Response>> {
-    let who = caller_of(state, headers, guests).await.map_err(Box::new)?;
+    let who = api_caller(state, headers, guests).await.map_err(Box::new)?;
     let id = poll_id(raw).ok_or_else(|| Box::new(no_poll()))?;
     Ok((who, id))
 }

@@ -283,6 +283,10 @@ pub enum ErrorCode {
     TooManyChoices,
     /// The poll is closed: it takes no more votes.
     PollClosed,
+    /// No document has that id (or name), or it is in a room I cannot see.
+    UnknownDocument,
+    /// The name is taken by another of the room's documents.
+    NameTaken,
     /// The server could not do it; the request may be retried.
     Internal,
 }
@@ -515,6 +519,8 @@ mod tests {
             (ErrorCode::UnknownOption, "unknown_option"),
             (ErrorCode::TooManyChoices, "too_many_choices"),
             (ErrorCode::PollClosed, "poll_closed"),
+            (ErrorCode::UnknownDocument, "unknown_document"),
+            (ErrorCode::NameTaken, "name_taken"),
             (ErrorCode::Internal, "internal"),
         ];
         for (code, name) in names {

@@ -226,6 +226,14 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_VOTE_BURST", default_value_t = 20.0)]
     pub vote_burst: f64,
 
+    /// Document edits (Yjs updates) per second each person may send, on average, per node.
+    #[arg(long, env = "SWITCHBOARD_EDIT_RATE", default_value_t = 50.0)]
+    pub edit_rate: f64,
+
+    /// Document edits each person may send in a burst before the rate applies.
+    #[arg(long, env = "SWITCHBOARD_EDIT_BURST", default_value_t = 500.0)]
+    pub edit_burst: f64,
+
     /// Position updates per second passed on for each person sharing; extra ones are coalesced
     /// (the latest wins).
     #[arg(long, env = "SWITCHBOARD_LOCATION_RATE", default_value_t = 4.0)]
@@ -369,6 +377,8 @@ impl Config {
             message_burst: 1e9,
             vote_rate: 1e9,
             vote_burst: 1e9,
+            edit_rate: 1e9,
+            edit_burst: 1e9,
             presence_grace_ms: 200,
             location_rate: 20.0,
             location_stale_secs: 60,

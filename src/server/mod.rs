@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeader;
 
-use crate::accounts::auth::{self, Auth};
+use crate::accounts::auth::{self, Auth, Identity};
 use crate::app::{shell, App};
 use crate::realtime::server::bus::{Cluster, ClusterError};
 use crate::realtime::server::channel::{Channel, Channels, Dialect};
@@ -383,7 +383,7 @@ fn bundle(options: &LeptosOptions) -> SetResponseHeader<ServeDir, header::Header
 }
 
 #[derive(Deserialize)]
-struct WsQuery {
+pub struct WsQuery {
     /// A guest's display name (guest mode only).
     name: Option<String>,
     /// An API token, for clients that cannot set headers (the tutorial's, devices).
@@ -414,6 +414,44 @@ pub fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
     own || config.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
 }
 
+/// Who asks: a session or an API token (`guests`: or, where guests are let in, the browser's
+/// guest identity). A request with a cookie from another site's page is refused.
+pub async fn api_caller(state: &AppState, headers: &HeaderMap, guests: bool) -> Result<Identity, Response> {
+    if !origin_allowed(headers, &state.config) {
+        return Err(json_error(StatusCode::FORBIDDEN, crate::realtime::protocol::ErrorCode::Forbidden, "a request from another site's page"));
+    }
+    let auth = state.get::<Auth>();
+    match auth.identify(headers, None, None, guests && state.config.guest_access).await {
+        Some(who) => Ok(who),
+        None => {
+            let message = "sign in, or send your API token as `Authorization: Bearer <token>`";
+            Err(json_error(StatusCode::UNAUTHORIZED, crate::realtime::protocol::ErrorCode::Unauthorized, message))
+        }
+    }
+}
+
+/// Who opens a WebSocket, if they may: its origin is ours (or allowed), they are signed in,
+/// bring an API token, or are a guest in guest mode. Otherwise the response that refuses them.
+pub async fn ws_identity(headers: &HeaderMap, state: &AppState, query: &WsQuery) -> Result<Identity, Response> {
+    if !origin_allowed(headers, &state.config) {
+        return Err((StatusCode::FORBIDDEN, "WebSocket upgrade from a foreign origin").into_response());
+    }
+    if let Some(name) = &query.name {
+        if crate::realtime::protocol::clean_display_name(name).is_none() {
+            return Err((StatusCode::BAD_REQUEST, "a name is 1 to 32 characters").into_response());
+        }
+    }
+    let auth = state.get::<Auth>();
+    let who = auth.identify(headers, query.token.as_deref(), query.name.as_deref(), state.config.guest_access).await;
+    let Some(who) = who else {
+        return Err((StatusCode::UNAUTHORIZED, "sign in, or pass an API token as ?token=").into_response());
+    };
+    if state.shutdown.is_cancelled() {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response());
+    }
+    Ok(who)
+}
+
 async fn upgrade(
     ws: WebSocketUpgrade,
     client: net::Client,
@@ -422,22 +460,10 @@ async fn upgrade(
     dialect: Option<Arc<dyn Dialect>>,
     query: WsQuery,
 ) -> Response {
-    if !origin_allowed(headers, &state.config) {
-        return (StatusCode::FORBIDDEN, "WebSocket upgrade from a foreign origin").into_response();
-    }
-    if let Some(name) = &query.name {
-        if crate::realtime::protocol::clean_display_name(name).is_none() {
-            return (StatusCode::BAD_REQUEST, "a name is 1 to 32 characters").into_response();
-        }
-    }
-    let auth = state.get::<Auth>();
-    let who = auth.identify(headers, query.token.as_deref(), query.name.as_deref(), state.config.guest_access).await;
-    let Some(who) = who else {
-        return (StatusCode::UNAUTHORIZED, "sign in, or pass an API token as ?token=").into_response();
+    let who = match ws_identity(headers, &state, &query).await {
+        Ok(who) => who,
+        Err(refusal) => return refusal,
     };
-    if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    }
     let max = state.config.max_frame_bytes;
     // Frames up to the hard limit are read and answered with `too_large`; past it the
     // stream cannot be resynchronised and the connection is closed (1009).
