@@ -37,7 +37,8 @@ tools:
 	  $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --locked \
 	    || $(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
 	fi
-	@[ -x $(WASM_OPT) ] && [ -f $(ATLAS) ] || (cd tools && npm install --no-audit --no-fund)
+	@[ -x $(WASM_OPT) ] && [ -f $(ATLAS) ] && [ -d tools/node_modules/y-websocket ] \
+	  || (cd tools && npm install --no-audit --no-fund)
 	@command -v brotli >/dev/null || apt-get install -y brotli || (apt-get update && apt-get install -y brotli)
 	@command -v zopfli >/dev/null || apt-get install -y zopfli || (apt-get update && apt-get install -y zopfli)
 	@[ -x $(WASM_SPLIT) ] && [ $(WASM_SPLIT) -nt tools/wasm-split/src/main.rs ] \

@@ -131,8 +131,12 @@ impl DocumentsChannel {
             other => {
                 let mut none = Announced::default();
                 match self.documents.receive(&open, &conn.who().clone(), other, &mut none).await {
-                    Ok((Some(reply), _)) => conn.send_text(text(sync_frame(&topic, &reply))).await,
-                    Ok((None, _)) => conn.send(&ServerFrame::Ack { id, topic, offset: 0, duplicate: false }).await,
+                    Ok((reply, _)) => {
+                        if let Some(reply) = reply {
+                            conn.send_text(text(sync_frame(&topic, &reply))).await?;
+                        }
+                        conn.send(&ServerFrame::Ack { id, topic, offset: 0, duplicate: false }).await
+                    }
                     Err(error) => refuse(conn, id, error).await,
                 }
             }

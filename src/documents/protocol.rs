@@ -65,8 +65,9 @@ pub struct Version {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DocRequest {
     /// A y-protocols message (base64) for the document (`topic`: `doc:<id>`, subscribed).
-    /// Sync step 1 is answered by a `doc_sync` with step 2; an update (or step 2) by `ack`
-    /// once stored (`offset` 0 when it held nothing new); awareness by `ack`.
+    /// Each is answered by `ack` (or `error`): an update (or step 2) once stored, with its
+    /// offset in the document's log (0 when it held nothing new); sync step 1 after the
+    /// `doc_sync` with step 2 that answers it.
     DocSync { id: String, topic: String, data: String },
     /// Make a document in a room (`topic`: `chat:<room>`). Answered by `document_created`.
     CreateDocument { id: String, topic: String, name: String },
