@@ -482,3 +482,43 @@ async fn a_yjs_client_edits_the_same_document_as_the_page() {
     // A room that does not exist is refused before the upgrade.
     assert_eq!(server.upgrade_status("/yjs/nowhere/doc", None).await, 404);
 }
+
+#[tokio::test]
+async fn editors_on_two_nodes_converge() {
+    let database = std::sync::Arc::new(switchboard::store::testing::TestDatabase::create().await);
+    let prefix = support::redis_prefix();
+    let nodes = [TestServer::node(&database, &prefix).await, TestServer::node(&database, &prefix).await];
+    let mut ann = nodes[0].web("ann").await;
+    let doc = create(&mut ann, "across").await;
+    let mut editors = vec![Editor::open(ann, doc, 1).await];
+    for (i, name) in ["bob", "cy", "dee"].iter().enumerate() {
+        let node = &nodes[(i + 1) % 2];
+        editors.push(Editor::open(node.web(name).await, doc, 2 + i as u64).await);
+    }
+    for round in 0..10 {
+        for (i, editor) in editors.iter_mut().enumerate() {
+            let at = (round * 7 + i as u32) % (editor.len() + 1);
+            editor.edit(|text, txn| text.insert(txn, at, &format!("[{i}.{round}]"))).await;
+        }
+    }
+    // Each copy settles, then takes what the other node's editors sent meanwhile, until all agree.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        for editor in &mut editors {
+            editor.settle().await;
+        }
+        let texts: Vec<String> = editors.iter().map(Editor::value).collect();
+        if texts.iter().all(|t| t.len() == 4 * 10 * 5 && *t == texts[0]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no convergence: {texts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = editors[0].value();
+    for node in &nodes {
+        assert_eq!(server_text(node, doc).await, text, "every node's copy is the same");
+    }
+    // A newcomer on either node gets the whole text.
+    let late = Editor::open(nodes[1].web("eve").await, doc, 9).await;
+    assert_eq!(late.value(), text);
+}

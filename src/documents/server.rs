@@ -717,7 +717,7 @@ mod tests {
         let named = |state: &str| named(state, &who);
         let name = who.display_name();
         let read = |state: Option<String>| serde_json::from_str::<serde_json::Value>(&state.unwrap()).unwrap();
-        assert_eq!(read(named(r#"{"user":{"name":"admin","color":"#f00"}}"#))["user"]["name"], name);
+        assert_eq!(read(named(r##"{"user":{"name":"admin","color":"#f00"}}"##))["user"]["name"], name);
         assert_eq!(read(named(r##"{"user":{"name":"admin","color":"#f00"}}"##))["user"]["color"], "#f00");
         assert_eq!(read(named(r#"{"cursor":null}"#))["user"]["name"], name);
         assert_eq!(read(named(r#"{"user":"x"}"#))["user"]["name"], name);
