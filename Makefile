@@ -27,7 +27,7 @@ CHROMIUM ?= /usr/bin/chromium
 SERVER := target/release/switchboard
 SOURCES := $(shell find src style public migrations -type f) Cargo.toml Cargo.lock
 
-.PHONY: build run cluster simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-cluster bench-polls bench-map bench-chart bench-ingest clean wasm-size services
+.PHONY: build run cluster simulate test tools check-tools fmt-check clippy rust-test e2e e2e-deps bench bench-cluster bench-polls bench-docs bench-map bench-chart bench-ingest clean wasm-size services
 
 ## Install the wasm32 target, the wasm-bindgen CLI and wasm-opt when missing.
 tools:
@@ -146,8 +146,9 @@ test:
 BENCH := target/release/switchboard-bench
 INGEST_BENCH := target/release/switchboard-bench-ingest
 POLLS_BENCH := target/release/switchboard-bench-polls
+DOCS_BENCH := target/release/switchboard-bench-docs
 
-$(BENCH) $(INGEST_BENCH) $(POLLS_BENCH) &: $(shell find bench/src -type f) bench/Cargo.toml $(SOURCES)
+$(BENCH) $(INGEST_BENCH) $(POLLS_BENCH) $(DOCS_BENCH) &: $(shell find bench/src -type f) bench/Cargo.toml $(SOURCES)
 	$(CARGO) build --release -p switchboard-bench
 
 ## Switchboard against the Django Channels and Socket.IO baselines: fan-out, ramp, idle memory,
@@ -174,6 +175,14 @@ bench-cluster: $(SERVER) $(BENCH)
 ## share (docs/benchmarks.md).
 bench-polls: $(SERVER) $(BENCH)
 	./tools/polls-bench.sh
+
+## Shared documents, on one SQLite node and on two nodes on PostgreSQL and Redis: 50 editors
+## typing 5 characters a second each into one document for 60 s (keystroke to the other editors,
+## CPU per update, every copy the same at the end), opening a 100,000-edit document before and
+## after its snapshot, memory per open document (docs/benchmarks.md). Settings via environment,
+## e.g. `make bench-docs EDITORS=20 TYPE_SECONDS=10`.
+bench-docs: $(SERVER) $(DOCS_BENCH)
+	./tools/docs-bench.sh
 
 ## Sensor readings ingested and made durable per second over HTTP, for a few batch sizes and
 ## connection counts, as ratios to one reading per request on one connection (docs/benchmarks.md).

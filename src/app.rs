@@ -43,6 +43,7 @@ pub(crate) use lazy_page;
 
 use crate::accounts::settings::SettingsRoute;
 use crate::chat::page::ChatRoute;
+use crate::documents::page::DocRoute;
 use crate::map::page::{MapBenchRoute, MapRoute};
 use crate::polls::page::PollRoute;
 use crate::sensors::page::{ChartBenchRoute, SensorsRoute};
@@ -160,6 +161,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/rooms/:room/map") view={Lazy::<MapRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/bench/map") view={Lazy::<MapBenchRoute>::new()}/>
                     <Route path=path!("/polls/:id") view={Lazy::<PollRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/docs/:id") view={Lazy::<DocRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/sensors") view={Lazy::<SensorsRoute>::new()} ssr=SsrMode::Async/>
                     <Route path=path!("/bench/chart") view={Lazy::<ChartBenchRoute>::new()}/>
                     <Route path=path!("/signin") view=SignInPage ssr=SsrMode::Async/>

@@ -305,7 +305,8 @@ async fn a_bad_update_is_refused_and_changes_nothing() {
             let txn = big.transact();
             txn.encode_state_as_update_v1(&before)
         };
-        let reply = ann.request(json!({"type": "doc_sync", "data": encode_base64(&YMessage::Update(update).encode())})).await;
+        let reply =
+            ann.request(json!({"type": "doc_sync", "data": encode_base64(&YMessage::Update(update).encode())})).await;
         if reply["type"] == "error" {
             assert_eq!(reply["code"], "too_large", "{reply}");
             refused_at = Some(i);

@@ -522,6 +522,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                 </button>
             </div>
             {page.room.private.then(|| view! { <Members room=room_name.clone() can_manage=page.can_manage/> })}
+            <crate::documents::page::DocList room=room_name.clone()/>
             <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
                 <Show when=move || more.get()>
                     <button class="older" on:click={

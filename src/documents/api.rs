@@ -31,7 +31,10 @@ const QUEUE: usize = 1024;
 const PING: Duration = Duration::from_secs(15);
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/docs/{id}/export.md", get(export)).route("/yjs/{room}/{name}", get(yjs))
+    Router::new()
+        .route("/docs/{id}/export.md", get(export))
+        .route("/rooms/{room}/docs", axum::routing::post(form_create))
+        .route("/yjs/{room}/{name}", get(yjs))
 }
 
 fn failure(error: DocError) -> Response {
@@ -80,8 +83,29 @@ async fn export(State(state): State<AppState>, Path(raw): Path<String>, headers:
     let plain = file_name(&document.name).replace(|c: char| !c.is_ascii(), "-");
     let encoded: String = form_urlencoded::byte_serialize(file_name(&document.name).as_bytes()).collect();
     let disposition = format!("attachment; filename=\"{plain}.md\"; filename*=UTF-8''{encoded}.md");
-    let headers = [(header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)];
+    let headers =
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)];
     (StatusCode::OK, headers, text).into_response()
+}
+
+/// The plain form that makes a document (without JavaScript): on to its page, or back to the
+/// room if it could not be made.
+async fn form_create(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match api_caller(&state, &headers, true).await {
+        Ok(who) => who,
+        Err(response) => return response,
+    };
+    let name = form_urlencoded::parse(&body).find(|(key, _)| key == "name").map(|(_, v)| v.into_owned());
+    let documents = state.get::<Documents>();
+    match documents.create(&room, name.as_deref().unwrap_or_default(), &who).await {
+        Ok(document) => axum::response::Redirect::to(&format!("/docs/{}", document.id)).into_response(),
+        Err(error) => failure(error),
+    }
 }
 
 async fn yjs(

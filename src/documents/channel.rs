@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::protocol::{
-    decode_base64, parse_doc_topic, DocFrame, DocRequest, DOCS_TOPIC_PREFIX, DOC_TOPIC_PREFIX,
-};
+use super::protocol::{decode_base64, parse_doc_topic, DocFrame, DocRequest, DOCS_TOPIC_PREFIX, DOC_TOPIC_PREFIX};
 use super::server::{sync_frame, Announced, DocError, Documents};
 use super::yproto::YMessage;
 use crate::chat::protocol::ChatTopic;
@@ -42,7 +40,8 @@ fn answer(id: String, topic: String, result: Result<u64, DocError>) -> Option<St
             if error.is_internal() {
                 tracing::warn!(%error, "a document request failed");
             }
-            let message = if error.is_internal() { "the edit could not be stored; retry".into() } else { error.to_string() };
+            let message =
+                if error.is_internal() { "the edit could not be stored; retry".into() } else { error.to_string() };
             ServerFrame::Error { id: Some(id), code: error.code(), message }
         }
     };
@@ -185,7 +184,10 @@ impl Channel for DocumentsChannel {
                     return conn.error(Some(id), ErrorCode::UnknownTopic, &message).await;
                 };
                 match self.documents.create(&room, &name, conn.who()).await {
-                    Ok(document) => conn.send(&DocFrame::DocumentCreated { id, document }).await,
+                    Ok(document) => {
+                        let topic = super::protocol::docs_topic(&room);
+                        conn.send(&DocFrame::DocumentCreated { id, topic, document }).await
+                    }
                     Err(error) => refuse(conn, id, error).await,
                 }
             }

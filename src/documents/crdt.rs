@@ -9,7 +9,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 
 /// The name of a document's text in its yrs `Doc` (the page's and Yjs clients' too).
-pub const TEXT: &str = "text";
+pub const TEXT: &str = super::protocol::TEXT_NAME;
 
 /// Why an update was refused. Nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

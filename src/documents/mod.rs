@@ -3,6 +3,8 @@
 //! the server keeps each document's update log and snapshots (`store`, `server`), answers the
 //! socket (`channel`) and Yjs clients (`api`).
 
+pub mod markdown;
+pub mod page;
 pub mod protocol;
 pub mod yproto;
 

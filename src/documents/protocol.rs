@@ -11,6 +11,9 @@ pub const DOC_TOPIC_PREFIX: &str = "doc:";
 /// A room's list of documents: `docs:<room>`.
 pub const DOCS_TOPIC_PREFIX: &str = "docs:";
 
+/// The name of a document's text in its Yjs document (`doc.getText("text")` in Yjs).
+pub const TEXT_NAME: &str = "text";
+
 /// The longest document name, in characters.
 pub const MAX_NAME: usize = 100;
 
@@ -111,12 +114,18 @@ pub enum DocFrame {
     /// On `docs:<room>`: the room's documents, by name, first on subscribing and after every
     /// change.
     Documents { topic: String, documents: Vec<DocumentInfo> },
-    /// In answer to `create_document`.
-    DocumentCreated { id: String, document: DocumentInfo },
+    /// In answer to `create_document` (`topic`: the room's list, `docs:<room>`).
+    DocumentCreated { id: String, topic: String, document: DocumentInfo },
     /// In answer to `doc_versions`: newest first.
     DocVersions { id: String, topic: String, versions: Vec<Version> },
     /// In answer to `doc_version`.
     DocVersion { id: String, topic: String, offset: u64, text: String },
+}
+
+impl crate::realtime::protocol::FeatureFrame for DocFrame {
+    fn from_json(text: &str) -> Result<DocFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
 }
 
 /// Base64 (standard alphabet, padded), as the frames carry binary.

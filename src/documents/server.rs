@@ -402,7 +402,9 @@ impl Documents {
     async fn revoke(&self, room: &Room, user: i64) {
         let documents = match self.store.documents_in_room(room.id).await {
             Ok(documents) => documents,
-            Err(error) => return tracing::error!(%error, "reading a room's documents failed; a removed member keeps them"),
+            Err(error) => {
+                return tracing::error!(%error, "reading a room's documents failed; a removed member keeps them")
+            }
         };
         let topics = documents.iter().map(|document| doc_topic(document.id)).chain([docs_topic(&room.name)]);
         for topic in topics {
@@ -537,7 +539,13 @@ impl Documents {
 
     /// Take an awareness update: each entry's name is its sender's; passed to everyone
     /// following the document, on every node.
-    pub fn announce(&self, open: &OpenDoc, who: &Identity, update: &[u8], announced: &mut Announced) -> Result<(), DocError> {
+    pub fn announce(
+        &self,
+        open: &OpenDoc,
+        who: &Identity,
+        update: &[u8],
+        announced: &mut Announced,
+    ) -> Result<(), DocError> {
         let entries = decode_awareness(update).ok_or(DocError::BadAwareness)?;
         let mine = announced.clients.entry(open.id).or_default();
         let mut passed = Vec::with_capacity(entries.len());

@@ -134,7 +134,8 @@ impl Store {
             Engine::Sqlite => "json_extract(payload, '$.author')",
             Engine::Postgres => "(payload::jsonb)->>'author'",
         };
-        let sql = format!("SELECT seq, ts, COALESCE({author}, '') FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq");
+        let sql =
+            format!("SELECT seq, ts, COALESCE({author}, '') FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq");
         let rows: Vec<(i64, i64, String)> = on_pool!(self, pool => sqlx::query_as(&sql)
             .bind(doc_topic(id))
             .bind(offset as i64)
@@ -201,7 +202,8 @@ mod tests {
             let mut log = store.event_writer().await.unwrap();
             let topic: std::sync::Arc<str> = std::sync::Arc::from(doc_topic(notes.id));
             let payload = r#"{"author":"ada","key":"u:1","update":"AAA="}"#;
-            let edit = crate::store::events::NewEvent { topic: topic.clone(), id: "e1".into(), payload: payload.into() };
+            let edit =
+                crate::store::events::NewEvent { topic: topic.clone(), id: "e1".into(), payload: payload.into() };
             log.append_batch(&[edit]).await.unwrap();
             assert_eq!(store.events_after(&topic, 0, 10).await.unwrap().len(), 1);
             let edits = store.edits(notes.id, 0).await.unwrap();

@@ -418,7 +418,11 @@ pub fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
 /// guest identity). A request with a cookie from another site's page is refused.
 pub async fn api_caller(state: &AppState, headers: &HeaderMap, guests: bool) -> Result<Identity, Response> {
     if !origin_allowed(headers, &state.config) {
-        return Err(json_error(StatusCode::FORBIDDEN, crate::realtime::protocol::ErrorCode::Forbidden, "a request from another site's page"));
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            crate::realtime::protocol::ErrorCode::Forbidden,
+            "a request from another site's page",
+        ));
     }
     let auth = state.get::<Auth>();
     match auth.identify(headers, None, None, guests && state.config.guest_access).await {
