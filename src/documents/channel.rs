@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::protocol::{decode_base64, parse_doc_topic, DocFrame, DocRequest, DOCS_TOPIC_PREFIX, DOC_TOPIC_PREFIX};
+use super::protocol::{
+    decode_base64, parse_doc_topic, DocFrame, DocListFrame, DocRequest, DOCS_TOPIC_PREFIX, DOC_TOPIC_PREFIX,
+};
 use super::server::{sync_frame, Announced, DocError, Documents};
 use super::yproto::YMessage;
 use crate::chat::protocol::ChatTopic;
@@ -95,7 +97,7 @@ impl DocumentsChannel {
         match self.documents.list(&room, conn.who()).await {
             Ok(documents) => {
                 conn.send(&ServerFrame::Subscribed { id, topic: topic.clone(), epoch: String::new(), head: 0 }).await?;
-                conn.send(&DocFrame::Documents { topic, documents }).await
+                conn.send(&DocListFrame::Documents { topic, documents }).await
             }
             Err(error) => {
                 conn.unsubscribe(&topic);
@@ -186,7 +188,7 @@ impl Channel for DocumentsChannel {
                 match self.documents.create(&room, &name, conn.who()).await {
                     Ok(document) => {
                         let topic = super::protocol::docs_topic(&room);
-                        conn.send(&DocFrame::DocumentCreated { id, topic, document }).await
+                        conn.send(&DocListFrame::DocumentCreated { id, topic, document }).await
                     }
                     Err(error) => refuse(conn, id, error).await,
                 }

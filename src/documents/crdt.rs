@@ -61,12 +61,23 @@ impl DocState {
     /// it was stored).
     pub fn load<'a>(snapshot: Option<&'a [u8]>, log: impl IntoIterator<Item = &'a [u8]>, limits: Limits) -> DocState {
         let state = DocState::new(limits);
-        for update in snapshot.into_iter().chain(log) {
-            if let Err(error) = state.apply_unchecked(update) {
+        state.apply_all(snapshot.into_iter().chain(log));
+        state
+    }
+
+    /// Take updates already checked (a snapshot and the log after it), in one transaction: a
+    /// transaction's commit costs far more than one keystroke's update, so a long log is read
+    /// many times faster than update by update. One that does not decode is skipped.
+    pub fn apply_all<'a>(&self, updates: impl IntoIterator<Item = &'a [u8]>) {
+        let mut txn = self.doc.transact_mut();
+        for update in updates {
+            let applied = Update::decode_v1(update)
+                .map_err(|e| e.to_string())
+                .and_then(|decoded| txn.apply_update(decoded).map_err(|e| e.to_string()));
+            if let Err(error) = applied {
                 tracing::warn!(%error, "a stored document update was skipped");
             }
         }
-        state
     }
 
     /// Take an update already checked (one of the log's): whatever it holds that is new here.

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{doc_topic, docs_topic, DocFrame, DocRequest, DocumentInfo, Version};
+use super::protocol::{doc_topic, docs_topic, DocListFrame, DocRequest, DocumentInfo, Version};
 use crate::error::AppError;
 use crate::realtime::client::{self, Notice};
 use crate::ui::time::utc_minute;
@@ -82,8 +82,8 @@ pub fn DocList(room: String) -> impl IntoView {
         Effect::new(move |_| {
             let navigate = navigate.clone();
             let handle = client::subscribe(&topic, None, false, move |frame| match frame {
-                Notice::Event(DocFrame::Documents { documents: list, .. }) => documents.set(list.clone()),
-                Notice::Event(DocFrame::DocumentCreated { document, .. }) => {
+                Notice::Event(DocListFrame::Documents { documents: list, .. }) => documents.set(list.clone()),
+                Notice::Event(DocListFrame::DocumentCreated { document, .. }) => {
                     navigate(&format!("/docs/{}", document.id), Default::default());
                 }
                 _ => {}
@@ -267,12 +267,12 @@ fn DocEditor(initial: DocView) -> impl IntoView {
         conn: expect_context::<crate::app::Session>().conn,
     };
     let textarea = NodeRef::<leptos::html::Textarea>::new();
-    let editor = live::Handle::new();
+    let editor = handle::Handle::new();
     {
         let topic = topic.clone();
         Effect::new(move |_| {
-            if let Some(element) = textarea.get() {
-                editor.start(topic.clone(), element, signals);
+            if let (Some(element), Some(number)) = (textarea.get(), editor.reserve()) {
+                leptos::task::spawn_local(start_editor(number, topic.clone(), element, signals));
             }
         });
         Effect::new(move |_| {
@@ -294,7 +294,8 @@ fn DocEditor(initial: DocView) -> impl IntoView {
             set_timeout(
                 move || {
                     pending.set_value(false);
-                    html.set(super::markdown::to_html(&signals.text.get_untracked()));
+                    let text = signals.text.get_untracked();
+                    html.set(super::markdown::to_html(&text));
                 },
                 std::time::Duration::from_millis(150),
             );
@@ -359,7 +360,7 @@ fn DocEditor(initial: DocView) -> impl IntoView {
     let delete = {
         let send = send.clone();
         move |_| {
-            if live::confirm("Delete this document and its history for everyone?") {
+            if handle::confirm("Delete this document and its history for everyone?") {
                 send(&|id, topic| DocRequest::DeleteDocument { id, topic });
             }
         }
@@ -408,7 +409,7 @@ fn DocEditor(initial: DocView) -> impl IntoView {
                 </button>
                 <Show when=move || signals.may_manage.get() && hydrated.get()>
                     <button type="button" class="secondary" on:click=move |_| renaming.set(true)>"Rename"</button>
-                    <button type="button" class="danger" on:click=delete.clone()>"Delete"</button>
+                    <button type="button" class="secondary danger" on:click=delete.clone()>"Delete"</button>
                 </Show>
             </div>
             {move || signals.message.get().map(|m| view! { <p class="error" role="alert">{m}</p> })}
@@ -448,8 +449,8 @@ fn DocEditor(initial: DocView) -> impl IntoView {
                         move || {
                             let restore = restore.clone();
                             signals.version.get().map(|(_, text)| view! {
-                                <pre class="version-text" data-testid="version-text">{text}</pre>
                                 <button type="button" on:click=restore>"Restore this version"</button>
+                                <pre class="version-text" data-testid="version-text">{text}</pre>
                             })
                         }
                     }
@@ -527,7 +528,7 @@ mod tests {
 }
 
 #[cfg(not(feature = "hydrate"))]
-mod live {
+mod handle {
     //! On the server: nothing live happens.
     use leptos::prelude::NodeRef;
 
@@ -538,12 +539,8 @@ mod live {
         pub fn new() -> Handle {
             Handle
         }
-        pub fn start(
-            &self,
-            _topic: String,
-            _textarea: leptos::web_sys::HtmlTextAreaElement,
-            _signals: super::EditorSignals,
-        ) {
+        pub fn reserve(&self) -> Option<u64> {
+            None
         }
         pub fn stop(&self) {}
         pub fn refresh(&self) {}
@@ -561,4 +558,20 @@ mod live {
 }
 
 #[cfg(feature = "hydrate")]
+mod handle;
+#[cfg(feature = "hydrate")]
 mod live;
+
+/// Start the editor: its module (the editor and yrs) is fetched now, after the page's own.
+#[lazy]
+async fn start_editor(
+    handle: u64,
+    topic: String,
+    textarea: leptos::web_sys::HtmlTextAreaElement,
+    signals: EditorSignals,
+) {
+    #[cfg(feature = "hydrate")]
+    live::start(handle, topic, textarea, signals);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (handle, topic, textarea, signals);
+}

@@ -111,15 +111,27 @@ pub enum DocFrame {
     DocumentRenamed { topic: String, name: String },
     /// The document was deleted: nothing of it follows.
     DocumentDeleted { topic: String },
-    /// On `docs:<room>`: the room's documents, by name, first on subscribing and after every
-    /// change.
-    Documents { topic: String, documents: Vec<DocumentInfo> },
-    /// In answer to `create_document` (`topic`: the room's list, `docs:<room>`).
-    DocumentCreated { id: String, topic: String, document: DocumentInfo },
     /// In answer to `doc_versions`: newest first.
     DocVersions { id: String, topic: String, versions: Vec<Version> },
     /// In answer to `doc_version`.
     DocVersion { id: String, topic: String, offset: u64, text: String },
+}
+
+/// Frames of a room's list of documents, `docs:<room>` (a type of their own: the room's page,
+/// which shows the list, carries no code for a document's frames).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DocListFrame {
+    /// The room's documents, by name, first on subscribing and after every change.
+    Documents { topic: String, documents: Vec<DocumentInfo> },
+    /// In answer to `create_document` (`topic`: the room's list, `docs:<room>`).
+    DocumentCreated { id: String, topic: String, document: DocumentInfo },
+}
+
+impl crate::realtime::protocol::FeatureFrame for DocListFrame {
+    fn from_json(text: &str) -> Result<DocListFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
 }
 
 impl crate::realtime::protocol::FeatureFrame for DocFrame {

@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::crdt::{CrdtError, DocState, Limits};
 use super::protocol::{
-    doc_topic, docs_topic, encode_base64, parse_doc_topic, DocFrame, DocumentInfo, Version, DOC_TOPIC_PREFIX,
+    doc_topic, docs_topic, encode_base64, parse_doc_topic, DocFrame, DocListFrame, DocumentInfo, Version,
+    DOC_TOPIC_PREFIX,
 };
 use super::store::{Document, Snapshot};
 use super::yproto::{decode_awareness, encode_awareness, is_empty_update, AwarenessEntry, YMessage};
@@ -170,7 +171,7 @@ impl DocLog {
     }
 }
 
-fn frame(frame: &DocFrame) -> Bytes {
+fn frame<T: serde::Serialize>(frame: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(frame).unwrap_or_default())
 }
 
@@ -328,7 +329,7 @@ impl Documents {
         match self.store.documents_in_room(room.id).await {
             Ok(documents) => {
                 let documents = documents.iter().map(|document| Documents::info(document, room)).collect();
-                let text = frame(&DocFrame::Documents { topic: topic.clone(), documents });
+                let text = frame(&DocListFrame::Documents { topic: topic.clone(), documents });
                 self.hub.publish(Event::new(Arc::from(topic), 0, text, None));
             }
             Err(error) => tracing::warn!(%error, "reading a room's documents failed"),
@@ -440,15 +441,8 @@ impl Documents {
         open.loaded
             .get_or_try_init(|| async {
                 let (snapshot, log, _) = self.read(id, u64::MAX).await?;
-                let state = open.state();
-                if let Some(snapshot) = &snapshot {
-                    state.apply_unchecked(&snapshot.state).map_err(DocError::Crdt)?;
-                }
-                for update in &log {
-                    if let Err(error) = state.apply_unchecked(update) {
-                        tracing::warn!(id, %error, "a stored update did not apply");
-                    }
-                }
+                let snapshot = snapshot.as_ref().map(|snapshot| snapshot.state.as_slice());
+                open.state().apply_all(snapshot.into_iter().chain(log.iter().map(|update| &update[..])));
                 open.since_snapshot.fetch_add(log.len() as u64, Ordering::Relaxed);
                 Ok::<(), DocError>(())
             })

@@ -13,8 +13,8 @@
 //! - **Reconnecting** (the socket subscribes again): both sides send their state vector and
 //!   answer with what the other lacks, so offline edits merge.
 //!
-//! Editors live in a registry of this tab, named by a number, so that the view's handlers (which
-//! must be `Send`) hold only the number.
+//! This module (and yrs with it) is loaded once the page is on screen (`start_editor` in the
+//! page is `#[lazy]`); the view reaches the editor through `handle`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -68,113 +68,48 @@ struct Editor {
     renew: RefCell<Option<IntervalHandle>>,
 }
 
-thread_local! {
-    static EDITORS: RefCell<HashMap<u64, Rc<Editor>>> = RefCell::new(HashMap::new());
-    static NEXT: Cell<u64> = const { Cell::new(1) };
+/// Start an editor of `topic` in `textarea`, registered under `handle` (see `handle`).
+pub fn start(handle: u64, topic: String, textarea: HtmlTextAreaElement, signals: EditorSignals) {
+    let editor = Rc::new(Editor::new(topic, textarea, signals));
+    super::handle::register(handle, editor.clone());
+    editor.listen(handle);
 }
 
 fn editor(handle: u64) -> Option<Rc<Editor>> {
-    EDITORS.with(|editors| editors.borrow().get(&handle).cloned())
+    super::handle::get(handle).and_then(|api| api.as_any().downcast::<Editor>().ok())
 }
 
-/// The view's handle on its editor: the number it is registered under.
-#[derive(Clone, Copy)]
-pub struct Handle(StoredValue<u64>);
-
-impl Handle {
-    pub fn new() -> Handle {
-        Handle(StoredValue::new(0))
+impl super::handle::EditorApi for Editor {
+    fn as_any(self: Rc<Self>) -> Rc<dyn std::any::Any> {
+        self
     }
 
-    fn number(&self) -> u64 {
-        self.0.try_get_value().unwrap_or(0)
-    }
-
-    fn get(&self) -> Option<Rc<Editor>> {
-        editor(self.number())
-    }
-
-    /// Start editing `topic` in `textarea` (once).
-    pub fn start(&self, topic: String, textarea: HtmlTextAreaElement, signals: EditorSignals) {
-        if self.get().is_some() {
-            return;
-        }
-        let handle = NEXT.with(|next| {
-            let handle = next.get();
-            next.set(handle + 1);
-            handle
-        });
-        self.0.set_value(handle);
-        let editor = Rc::new(Editor::new(topic, textarea, signals));
-        EDITORS.with(|editors| editors.borrow_mut().insert(handle, editor.clone()));
-        editor.clone().listen(handle);
-    }
-
-    pub fn stop(&self) {
-        let handle = self.number();
-        if let Some(editor) = EDITORS.with(|editors| editors.borrow_mut().remove(&handle)) {
-            client::unsubscribe(&editor.topic, editor.subscription.get());
-            if let Some(renew) = editor.renew.borrow_mut().take() {
-                renew.clear();
-            }
+    fn stop(&self) {
+        client::unsubscribe(&self.topic, self.subscription.get());
+        if let Some(renew) = self.renew.borrow_mut().take() {
+            renew.clear();
         }
     }
 
-    /// The connection came or went: show it.
-    pub fn refresh(&self) {
-        if let Some(editor) = self.get() {
-            editor.show_state();
-        }
+    fn refresh(&self) {
+        self.show_state();
     }
 
-    pub fn undo(&self) {
-        if let Some(editor) = self.get() {
-            editor.undo(false);
-        }
+    fn undo(&self, redo: bool) {
+        Editor::undo(self, redo);
     }
 
-    pub fn redo(&self) {
-        if let Some(editor) = self.get() {
-            editor.undo(true);
-        }
+    fn input(&self) {
+        self.typed();
     }
 
-    pub fn input(&self) {
-        if let Some(editor) = self.get() {
-            editor.typed();
-        }
+    fn selection(&self) {
+        self.announce(false);
     }
 
-    pub fn selection(&self) {
-        if let Some(editor) = self.get() {
-            editor.announce(false);
-        }
+    fn scroll_top(&self) -> i32 {
+        self.textarea.scroll_top()
     }
-
-    /// Ctrl+Z and Ctrl+Shift+Z (or Ctrl+Y) are my undo and redo, not the textarea's.
-    pub fn keydown(&self, event: &leptos::ev::KeyboardEvent) {
-        let Some(editor) = self.get() else { return };
-        if !(event.ctrl_key() || event.meta_key()) {
-            return;
-        }
-        let key = event.key().to_lowercase();
-        let redo = (key == "z" && event.shift_key()) || key == "y";
-        if key == "z" || key == "y" {
-            event.prevent_default();
-            editor.undo(redo);
-        }
-    }
-
-    /// Keep the carets' overlay scrolled with the text.
-    pub fn scrolled(&self, mirror: NodeRef<leptos::html::Div>) {
-        if let (Some(editor), Some(mirror)) = (self.get(), mirror.get_untracked()) {
-            mirror.set_scroll_top(editor.textarea.scroll_top());
-        }
-    }
-}
-
-pub fn confirm(question: &str) -> bool {
-    web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false)
 }
 
 /// The difference between two texts as one deletion and one insertion, in UTF-16 units:
@@ -319,7 +254,6 @@ impl Editor {
             Notice::Event(DocFrame::DocVersion { offset, text, .. }) => {
                 self.signals.version.set(Some((*offset, text.clone())))
             }
-            Notice::Event(_) => {}
         }
     }
 
@@ -361,7 +295,9 @@ impl Editor {
         let (start, end) = self.selection_now();
         let sticky = {
             let txn = self.doc.transact();
-            (self.text.sticky_index(&txn, start, Assoc::After), self.text.sticky_index(&txn, end, Assoc::After))
+            // Tied to the character before: what someone inserts right at my caret goes after it,
+            // so that two people typing at one place each keep their words together.
+            (self.text.sticky_index(&txn, start, Assoc::Before), self.text.sticky_index(&txn, end, Assoc::Before))
         };
         {
             let mut txn = self.doc.transact_mut_with(REMOTE);
@@ -457,7 +393,7 @@ impl Editor {
         self.sent_selection.set(now);
         let cursor = now.map(|(start, end)| {
             let txn = self.doc.transact();
-            let index = |at| self.text.sticky_index(&txn, at, Assoc::After).map(|i| encode_base64(&i.encode_v1()));
+            let index = |at| self.text.sticky_index(&txn, at, Assoc::Before).map(|i| encode_base64(&i.encode_v1()));
             serde_json::json!({ "anchor": index(start), "head": index(end) })
         });
         let me = self.doc.client_id().get();
