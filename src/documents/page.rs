@@ -286,7 +286,7 @@ fn DocEditor(initial: DocView) -> impl IntoView {
     {
         let pending = StoredValue::new(false);
         Effect::new(move |first: Option<()>| {
-            let _ = signals.text.with(|_| ());
+            signals.text.track();
             if first.is_none() || pending.get_value() {
                 return;
             }
@@ -510,9 +510,9 @@ mod tests {
 
     #[test]
     fn the_overlay_cuts_the_text_at_carets_and_selections() {
-        let pieces = pieces("héllo 😀 world", &[peer("ann", (9, 6)), peer("bob", (0, 0))]);
+        let cut = pieces("héllo 😀 world", &[peer("ann", (9, 6)), peer("bob", (0, 0))]);
         assert_eq!(
-            pieces,
+            cut,
             vec![
                 Piece::Caret("bob".into(), "#000".into()),
                 Piece::Text("héllo ".into()),

@@ -3,9 +3,10 @@
 //!
 //! **The log.** Every update is an event of the document's durable topic `doc:<id>`
 //! (`store::events`): stored by the core's writer (group commit) before it is acknowledged,
-//! carried between nodes by the bus in order, with gaps filled from PostgreSQL. On every node,
-//! each stored update is applied to that node's copy of the document, if it has one open, and
-//! sent to the node's subscribers ([`DocLog`], a [`Durable`]). Merging is the CRDT's: updates
+//! carried between nodes by the bus in order, with gaps filled from PostgreSQL. The node that
+//! takes an update from its editor applies it to its copy and sends it to its own subscribers
+//! at once, before it is stored (nothing is lost by that: see [`Documents::edit`]); every other
+//! node does both once it is stored ([`DocLog`], a [`Durable`]). Merging is the CRDT's: updates
 //! commute and applying one twice changes nothing, so a copy is the snapshot, the log read at
 //! opening, and whatever was stored meanwhile, in any order.
 //!
@@ -123,6 +124,8 @@ impl DocError {
 pub struct DocUpdate {
     pub author: String,
     pub update: Bytes,
+    /// The node that took it from its editor (0 on one node).
+    pub node: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -130,6 +133,8 @@ struct Payload {
     author: String,
     key: String,
     update: String,
+    #[serde(default)]
+    node: u64,
 }
 
 /// A document open on this node.
@@ -163,6 +168,8 @@ impl OpenDoc {
 /// Documents' durable topics: what a stored update is, and what every node does with it.
 pub struct DocLog {
     open: Mutex<HashMap<i64, Arc<OpenDoc>>>,
+    /// This node's number in the cluster (0 on one node).
+    node: u64,
 }
 
 impl DocLog {
@@ -187,19 +194,24 @@ impl Durable for DocLog {
         let payload: Payload = serde_json::from_str(&event.payload).map_err(|e| StoreError::Payload(e.to_string()))?;
         let update = super::protocol::decode_base64(&payload.update)
             .ok_or_else(|| StoreError::Payload("an update that is not base64".into()))?;
-        Ok(DocUpdate { author: payload.author, update: Bytes::from(update) })
+        Ok(DocUpdate { author: payload.author, update: Bytes::from(update), node: payload.node })
     }
 
+    /// Apply a stored update to this node's copy, and send it to this node's subscribers,
+    /// unless this node took it from its editor: it did both then already (see
+    /// [`Documents::edit`]).
     fn fan_out(&self, hub: &Hub, topic: &Arc<str>, value: &DocUpdate, burst: Option<&mut Burst>) {
         let Some(id) = parse_doc_topic(topic) else { return };
         if let Some(open) = self.get(id) {
-            if let Err(error) = open.state().apply_unchecked(&value.update) {
-                tracing::warn!(%topic, %error, "a stored update did not apply");
+            if value.node != self.node {
+                if let Err(error) = open.state().apply_unchecked(&value.update) {
+                    tracing::warn!(%topic, %error, "a stored update did not apply");
+                }
             }
             open.since_snapshot.fetch_add(1, Ordering::Relaxed);
             open.touch();
         }
-        if hub.subscriber_count(topic) > 0 {
+        if value.node != self.node && hub.subscriber_count(topic) > 0 {
             let text = sync_frame(topic, &YMessage::Update(value.update.to_vec()));
             hub.publish_in(Event::new(topic.clone(), 0, text, None), burst);
         }
@@ -243,7 +255,8 @@ impl Documents {
         commit_window: Duration,
         limits: Limits,
     ) -> Result<Arc<Documents>, StoreError> {
-        let log = Arc::new(DocLog { open: Mutex::new(HashMap::new()) });
+        let node = cluster.as_ref().map_or(0, |cluster| cluster.node());
+        let log = Arc::new(DocLog { open: Mutex::new(HashMap::new()), node });
         let writer = Writer::start(
             store.event_writer().await?,
             log.clone(),
@@ -516,13 +529,25 @@ impl Documents {
         if is_empty_update(&update) {
             return Ok(0);
         }
-        open.state().check(&update)?;
         if !self.limiter.allow_here(&who.key()) {
             return Err(DocError::RateLimited);
         }
-        let payload = Payload { author: who.display_name(), key: who.key(), update: encode_base64(&update) };
+        let topic: Arc<str> = Arc::from(doc_topic(open.id));
+        {
+            // Checked, applied here and sent to this node's other editors at once; stored
+            // next, and acknowledged once stored. Showing an edit before it is stored loses
+            // nothing: until its `ack`, its editor keeps it and sends it again, and whoever
+            // received it holds it in their copy, which gives it back on reconnecting.
+            let state = open.state();
+            state.check(&update)?;
+            state.apply_unchecked(&update)?;
+        }
+        let text = sync_frame(&topic, &YMessage::Update(update.clone()));
+        self.hub.publish_local(Event::new(topic.clone(), 0, text, None));
+        let payload =
+            Payload { author: who.display_name(), key: who.key(), update: encode_base64(&update), node: self.log.node };
         let event = NewEvent {
-            topic: Arc::from(doc_topic(open.id)),
+            topic,
             // Updates commute and repeat harmlessly: each is its own event.
             id: crate::accounts::auth::hex(&rand::random::<[u8; 12]>()),
             payload: serde_json::to_string(&payload).unwrap_or_default(),
