@@ -639,9 +639,15 @@ impl Documents {
             return Err(DocError::UnknownVersion(offset));
         }
         let (snapshot, log, _) = self.read(id, offset).await?;
-        let state =
-            DocState::load(snapshot.as_ref().map(|s| s.state.as_slice()), log.iter().map(|u| &u[..]), self.limits);
-        Ok(state.text())
+        let limits = self.limits;
+        // Applying a long log is CPU work: off the threads that serve connections.
+        let text = tokio::task::spawn_blocking(move || {
+            let snapshot = snapshot.as_ref().map(|s| s.state.as_slice());
+            DocState::load(snapshot, log.iter().map(|u| &u[..]), limits).text()
+        })
+        .await
+        .map_err(|e| DocError::Store(StoreError::Payload(e.to_string())))?;
+        Ok(text)
     }
 
     /// Make the text what it was after `offset`, as a new edit of `who`'s. The offset it was
@@ -664,9 +670,15 @@ impl Documents {
         if log.is_empty() {
             return Ok(false);
         }
-        let state =
-            DocState::load(snapshot.as_ref().map(|s| s.state.as_slice()), log.iter().map(|u| &u[..]), self.limits);
-        let snapshot = Snapshot { upto, state: state.full_state() };
+        let limits = self.limits;
+        // Folding a log is CPU work: off the threads that serve connections.
+        let state = tokio::task::spawn_blocking(move || {
+            let snapshot = snapshot.as_ref().map(|s| s.state.as_slice());
+            DocState::load(snapshot, log.iter().map(|u| &u[..]), limits).full_state()
+        })
+        .await
+        .map_err(|e| DocError::Store(StoreError::Payload(e.to_string())))?;
+        let snapshot = Snapshot { upto, state };
         Ok(self.store.save_snapshot(id, &snapshot).await?)
     }
 

@@ -292,10 +292,19 @@ impl Typist {
 
     /// Apply an update from the server: the clocks it brought that this copy lacked, as
     /// `(client, from, to)`.
-    fn apply(&self, update: &[u8]) -> Result<Vec<(u64, u32, u32)>, String> {
-        let decoded = Update::decode_v1(update).map_err(|e| format!("an update that does not decode: {e}"))?;
+    ///
+    /// Several updates (those read from the socket at once) are applied in one transaction, as
+    /// the server reads a log: a transaction's commit costs far more than a keystroke's update,
+    /// and a generator that fell behind would time its own backlog, not the server.
+    fn apply(&self, updates: &[Vec<u8>]) -> Result<Vec<(u64, u32, u32)>, String> {
         let before = self.doc.transact().state_vector();
-        self.doc.transact_mut().apply_update(decoded).map_err(|e| format!("an update that does not apply: {e}"))?;
+        {
+            let mut txn = self.doc.transact_mut();
+            for update in updates {
+                let decoded = Update::decode_v1(update).map_err(|e| format!("an update that does not decode: {e}"))?;
+                txn.apply_update(decoded).map_err(|e| format!("an update that does not apply: {e}"))?;
+            }
+        }
         let after = self.doc.transact().state_vector();
         let gained = after.iter().filter_map(|(client, &to)| {
             let from = before.get(client);
@@ -441,7 +450,7 @@ async fn open_document(addr: SocketAddr, id: i64) -> Result<Opened, String> {
                 Some("error") => return Err(format!("opening {topic}: {frame}")),
                 Some("doc_sync") => {
                     if let YMessage::SyncStep2(update) = carried(frame)? {
-                        copy.apply(&update)?;
+                        copy.apply(std::slice::from_ref(&update))?;
                         let whole = started.elapsed();
                         let subscribed = subscribed.unwrap_or(whole);
                         return Ok(Opened {
@@ -510,7 +519,8 @@ struct Editor {
 impl Editor {
     /// Take a frame: acknowledgements timed, the server's step 1 answered with what it lacks,
     /// updates applied and each keystroke they brought from another editor timed.
-    fn take(&mut self, frame: &Value, at: Instant, typing: &Typing) -> Result<(), String> {
+    /// Updates are kept in `pending`, for [`Editor::merge`].
+    fn take(&mut self, frame: &Value, at: Instant, typing: &Typing, pending: &mut Vec<Vec<u8>>) -> Result<(), String> {
         match frame["type"].as_str() {
             Some("subscribed") => {
                 let vector = self.copy.state_vector();
@@ -536,21 +546,29 @@ impl Editor {
                     let id = format!("answer{}", self.answers);
                     self.client.sync(&typing.topic, &id, &YMessage::SyncStep2(missing));
                 }
-                YMessage::SyncStep2(update) | YMessage::Update(update) => {
-                    for (client, from, to) in self.copy.apply(&update)? {
-                        let Some(other) = editor_of(client, typing.editors).filter(|&other| other != self.index) else {
-                            continue;
-                        };
-                        let times = typing.typed[other].borrow();
-                        let waited = (from..to).filter_map(|clock| times.get(clock as usize));
-                        let waited = waited.map(|&typed| ms(at.saturating_duration_since(typed)));
-                        typing.arrived_ms.borrow_mut().extend(waited);
-                    }
-                }
+                YMessage::SyncStep2(update) | YMessage::Update(update) => pending.push(update),
                 YMessage::Awareness(_) | YMessage::QueryAwareness => {}
             },
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Apply the updates read at `at`, and time each keystroke they brought from another editor.
+    fn merge(&mut self, pending: &mut Vec<Vec<u8>>, at: Instant, typing: &Typing) -> Result<(), String> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for (client, from, to) in self.copy.apply(pending)? {
+            let Some(other) = editor_of(client, typing.editors).filter(|&other| other != self.index) else {
+                continue;
+            };
+            let times = typing.typed[other].borrow();
+            let waited = (from..to).filter_map(|clock| times.get(clock as usize));
+            let waited = waited.map(|&typed| ms(at.saturating_duration_since(typed)));
+            typing.arrived_ms.borrow_mut().extend(waited);
+        }
+        pending.clear();
         Ok(())
     }
 
@@ -588,9 +606,11 @@ impl Editor {
             tokio::select! {
                 read = self.client.read() => {
                     let (frames, at) = read?;
+                    let mut pending = Vec::new();
                     for frame in &frames {
-                        self.take(frame, at, typing)?;
+                        self.take(frame, at, typing, &mut pending)?;
                     }
+                    self.merge(&mut pending, at, typing)?;
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if due.is_some_and(|due| Instant::now() >= due) {
@@ -890,7 +910,7 @@ async fn hold_one(holding: &Holding, addr: SocketAddr, index: usize, document: i
                         Some("error") => return Err(format!("opening {topic}: {frame}")),
                         Some("doc_sync") => {
                             if let YMessage::SyncStep2(update) = carried(frame)? {
-                                copy.apply(&update)?;
+                                copy.apply(std::slice::from_ref(&update))?;
                                 if !held {
                                     held = true;
                                     holding.opened.set(holding.opened.get() + 1);
@@ -1004,13 +1024,13 @@ mod tests {
         let bob = Typist::new(EDITOR_CLIENT + 1, 1);
         let updates: Vec<(u32, Vec<u8>)> = (0..5).map(|_| ann.keystroke()).collect();
         assert_eq!(updates.iter().map(|(clock, _)| *clock).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
-        assert_eq!(bob.apply(&updates[0].1).unwrap(), [(EDITOR_CLIENT, 0, 1)]);
+        assert_eq!(bob.apply(std::slice::from_ref(&updates[0].1)).unwrap(), [(EDITOR_CLIENT, 0, 1)]);
         // Out of order: held back until the one before it comes, then both are gained.
-        assert!(bob.apply(&updates[2].1).unwrap().is_empty());
-        assert_eq!(bob.apply(&updates[1].1).unwrap(), [(EDITOR_CLIENT, 1, 3)]);
-        assert!(bob.apply(&updates[1].1).unwrap().is_empty(), "twice changes nothing");
+        assert!(bob.apply(std::slice::from_ref(&updates[2].1)).unwrap().is_empty());
+        assert_eq!(bob.apply(std::slice::from_ref(&updates[1].1)).unwrap(), [(EDITOR_CLIENT, 1, 3)]);
+        assert!(bob.apply(std::slice::from_ref(&updates[1].1)).unwrap().is_empty(), "twice changes nothing");
         for (_, update) in &updates[3..] {
-            bob.apply(update).unwrap();
+            bob.apply(std::slice::from_ref(update)).unwrap();
         }
         assert_eq!(bob.text(), ann.text());
         assert!(bob.holds(1, 5) && !bob.holds(2, 5));
@@ -1028,10 +1048,8 @@ mod tests {
         }
         assert_eq!(typist.len(), 500);
         let (from_log, from_snapshot) = (Typist::new(READER_CLIENT, 1), Typist::new(READER_CLIENT + 1, 1));
-        for update in &log {
-            from_log.apply(update).unwrap();
-        }
-        from_snapshot.apply(&typist.full_state()).unwrap();
+        from_log.apply(&log).unwrap();
+        from_snapshot.apply(&[typist.full_state()]).unwrap();
         assert_eq!(from_log.text(), typist.text());
         assert_eq!(from_snapshot.text(), typist.text());
         assert_eq!(typist.missing(&from_log.state_vector()).unwrap(), [0, 0], "nothing missing");
