@@ -122,7 +122,7 @@ rust-test: tools
 	$(CARGO) test --no-default-features --features ssr 2>&1 | tee target/rust-test.log
 	# The features' suites again, each server on a PostgreSQL database of its own.
 	SWITCHBOARD_TEST_ENGINE=postgres $(CARGO) test --no-default-features --features ssr \
-	  --test accounts --test chat --test guests --test location --test sensors --test polls --test documents 2>  --test accounts --test chat --test guests --test location --test sensors --test polls 2>&11 | tee -a target/rust-test.log
+	  --test accounts --test chat --test guests --test location --test sensors --test polls --test documents 2>&1 | tee -a target/rust-test.log
 	$(CARGO) test -p switchboard-bench 2>&1 | tee -a target/rust-test.log
 
 e2e-deps:
