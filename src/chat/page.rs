@@ -559,13 +559,15 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                 <textarea
                     aria-label="Message"
                     placeholder=move || if session.can_post() { placeholder.clone() } else { "Choose a display name above to chat".to_owned() }
-                    disabled=move || !session.can_post()
+                    // Until the page is live, what is typed would be wiped by hydration: the box
+                    // takes text once it can send it.
+                    disabled=move || !session.can_post() || !session.hydrated.get()
                     rows="2"
                     prop:value=move || draft.get()
                     on:input=on_input
                     on:keydown=on_keydown
                 ></textarea>
-                <button type="submit" disabled=move || !session.can_post()>"Send"</button>
+                <button type="submit" disabled=move || !session.can_post() || !session.hydrated.get()>"Send"</button>
                 <button type="button" class="secondary new-poll-toggle" title="Make a poll"
                     disabled=move || !session.can_post() || !session.hydrated.get()
                     aria-expanded=move || poll_open.get().to_string()
