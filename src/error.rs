@@ -93,11 +93,29 @@ impl From<crate::sensors::server::SensorError> for AppError {
 #[cfg(feature = "ssr")]
 impl From<crate::polls::server::PollsError> for AppError {
     fn from(error: crate::polls::server::PollsError) -> Self {
+        AppError::refused(error.code(), &error)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::documents::server::DocError> for AppError {
+    fn from(error: crate::documents::server::DocError) -> Self {
+        AppError::refused(error.code(), &error)
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl AppError {
+    /// A feature's refusal, by its code: not found, the server's own failure (logged, its
+    /// detail kept back), or an invalid request.
+    fn refused(code: crate::realtime::protocol::ErrorCode, error: &dyn std::fmt::Display) -> AppError {
         use crate::realtime::protocol::ErrorCode;
-        match error.code() {
-            ErrorCode::UnknownPoll | ErrorCode::UnknownRoom => AppError::NotFound(error.to_string()),
+        match code {
+            ErrorCode::UnknownPoll | ErrorCode::UnknownDocument | ErrorCode::UnknownRoom => {
+                AppError::NotFound(error.to_string())
+            }
             ErrorCode::Internal => {
-                tracing::error!(%error, "poll operation failed");
+                tracing::error!(%error, "a request failed");
                 AppError::Server("internal error".into())
             }
             _ => AppError::Invalid(error.to_string()),

@@ -523,3 +523,177 @@ async fn editors_on_two_nodes_converge() {
     let late = Editor::open(nodes[1].web("eve").await, doc, 9).await;
     assert_eq!(late.value(), text);
 }
+
+/// An awareness message from a client: one entry.
+fn awareness(client: u64, clock: u64, state: &str) -> String {
+    let entry = switchboard::documents::yproto::AwarenessEntry { client, clock, state: state.into() };
+    let update = switchboard::documents::yproto::encode_awareness(&[entry]);
+    encode_base64(&YMessage::Awareness(update).encode())
+}
+
+/// The awareness entries a `doc_sync` frame carries, if it carries awareness.
+fn entries_of(frame: &Value) -> Option<Vec<switchboard::documents::yproto::AwarenessEntry>> {
+    let bytes = decode_base64(frame["data"].as_str()?)?;
+    match YMessage::decode(&bytes)? {
+        YMessage::Awareness(update) => switchboard::documents::yproto::decode_awareness(&update),
+        _ => None,
+    }
+}
+
+/// The next awareness entries `client` hears.
+async fn next_awareness(client: &mut Client) -> Vec<switchboard::documents::yproto::AwarenessEntry> {
+    loop {
+        let frame = client.next_of("doc_sync").await;
+        if let Some(entries) = entries_of(&frame) {
+            return entries;
+        }
+    }
+}
+
+#[tokio::test]
+async fn awareness_carries_the_senders_name_to_the_others_and_leaves_with_them() {
+    let server = TestServer::start().await;
+    let mut ann = server.web("ann").await;
+    let doc = create(&mut ann, "carets").await;
+    let ann = Editor::open(ann, doc, 1).await;
+    let mut bob = Editor::open(server.web("bob").await, doc, 2).await;
+    let topic = bob.topic.clone();
+
+    // Bob claims to be someone else: the others see his own name.
+    let ack = bob
+        .request(json!({"type": "doc_sync", "data": awareness(2, 1, r##"{"user":{"name":"ann","color":"#123456"}}"##)}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let mut ann = ann.client;
+    let seen = next_awareness(&mut ann).await;
+    let state: Value = serde_json::from_str(&seen[0].state).unwrap();
+    assert!(state["user"]["name"].as_str().unwrap().starts_with("bob"), "{state}");
+    assert_eq!(state["user"]["color"], "#123456");
+
+    // A newcomer is told who is there; more than eight clients from one connection are refused
+    // whole, and change nothing.
+    let mut cy = server.web("cy").await;
+    assert_eq!(cy.subscribe(&topic, None).await["type"], "subscribed");
+    assert_eq!(next_awareness(&mut cy).await[0].client, 2);
+    let many: Vec<_> = (10..20)
+        .map(|client| switchboard::documents::yproto::AwarenessEntry { client, clock: 1, state: "{}".into() })
+        .collect();
+    let data = encode_base64(&YMessage::Awareness(switchboard::documents::yproto::encode_awareness(&many)).encode());
+    assert_eq!(bob.request(json!({"type": "doc_sync", "data": data})).await["code"], "invalid_field");
+    let query = encode_base64(&YMessage::QueryAwareness.encode());
+    let answer = bob.request(json!({"type": "doc_sync", "data": query})).await;
+    assert_eq!(answer["type"], "ack");
+
+    // Bob leaves: the others hear that his client is gone.
+    bob.client.close().await;
+    let gone = next_awareness(&mut ann).await;
+    assert_eq!((gone[0].client, gone[0].state.as_str()), (2, "null"));
+}
+
+#[tokio::test]
+async fn edits_past_a_persons_rate_are_refused_and_stored_nowhere() {
+    let server = TestServer::start_with(|config| {
+        config.edit_rate = 1.0;
+        config.edit_burst = 3.0;
+    })
+    .await;
+    let mut ann = server.web("ann").await;
+    let doc = create(&mut ann, "rate").await;
+    let mut ann = Editor::open(ann, doc, 1).await;
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let update = ann.local(|t, txn| t.insert(txn, 0, &i.to_string()));
+        let data = encode_base64(&YMessage::Update(update).encode());
+        let reply = ann.request(json!({"type": "doc_sync", "data": data})).await;
+        codes.push(reply["code"].as_str().unwrap_or("ack").to_owned());
+    }
+    assert_eq!(codes, ["ack", "ack", "ack", "rate_limited", "rate_limited"]);
+    assert_eq!(server.state.store.log_head(&ann.topic).await.unwrap(), 3, "the refused ones are not stored");
+    assert_eq!(server_text(&server, doc).await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_member_removed_from_a_private_room_loses_its_documents() {
+    let server = TestServer::start().await;
+    let owner = server.sign_up("owner").await;
+    let member = server.sign_up("member").await;
+    let made = support::server_fn(server.addr, "create_room", "name=secret&private=on", Some(&owner)).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let invited = support::server_fn(server.addr, "invite_member", "room=secret&username=member", Some(&owner)).await;
+    assert_eq!(invited.status, 200, "{}", invited.body);
+    let mut owner_ws = server.web_as(&owner).await;
+    owner_ws.send(json!({"type": "create_document", "id": "c", "topic": "chat:secret", "name": "plans"})).await;
+    let doc = reply_to(&mut owner_ws, "c").await["document"]["id"].as_i64().unwrap();
+    let mut member_ws = server.web_as(&member).await;
+    assert_eq!(member_ws.subscribe(&format!("doc:{doc}"), None).await["type"], "subscribed");
+    assert_eq!(member_ws.subscribe("docs:secret", None).await["type"], "subscribed");
+
+    let removed = support::server_fn(server.addr, "remove_member", "room=secret&username=member", Some(&owner)).await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        left.push(member_ws.next_of("unsubscribed").await["topic"].as_str().unwrap().to_owned());
+    }
+    left.sort();
+    assert_eq!(left, [format!("doc:{doc}"), "docs:secret".to_owned()]);
+    assert_eq!(member_ws.subscribe(&format!("doc:{doc}"), None).await["code"], "unknown_document");
+}
+
+#[tokio::test]
+async fn over_http_the_plain_form_makes_a_document_and_export_gives_its_text() {
+    // Without guests, so that a request with no session is no one.
+    let server = TestServer::start_with(|config| config.guest_access = false).await;
+    let session = server.sign_up("ann").await;
+    let cookie = format!("switchboard_session={session}");
+    let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let made = support::http(server.addr, "POST", "/rooms/lobby/docs", &headers, "name=Road+map").await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let location = made.header("location").unwrap().to_owned();
+    let doc: i64 = location.strip_prefix("/docs/").unwrap().parse().unwrap();
+    let mut ann = Editor::open(server.web_as(&session).await, doc, 1).await;
+    ann.edit(|t, txn| t.insert(txn, 0, "# Road map\n")).await;
+    ann.settle().await;
+
+    let export = support::http(server.addr, "GET", &format!("/docs/{doc}/export.md"), &[("cookie", &cookie)], "").await;
+    assert_eq!(export.status, 200);
+    assert_eq!(export.body, "# Road map\n");
+    assert!(export.header("content-disposition").unwrap().contains("Road-map.md"));
+    // Refused: a taken name (409), a room that is not there (404), no one signed in (401).
+    let again = support::http(server.addr, "POST", "/rooms/lobby/docs", &headers, "name=Road+map").await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let nowhere = support::http(server.addr, "POST", "/rooms/nowhere/docs", &headers, "name=x").await;
+    assert_eq!(nowhere.status, 404);
+    let anonymous = support::http(server.addr, "GET", &format!("/docs/{doc}/export.md"), &[], "").await;
+    assert_eq!(anonymous.status, 401);
+}
+
+#[tokio::test]
+async fn the_yjs_endpoint_closes_on_a_refused_update_and_refuses_a_foreign_page() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start().await;
+    let (mut yjs, _) = tokio_tungstenite::connect_async(server.url("/yjs/lobby/raw?name=raw")).await.unwrap();
+    // The server's step 1 comes first.
+    let first = yjs.next().await.unwrap().unwrap().into_data();
+    assert!(matches!(YMessage::decode(&first), Some(YMessage::SyncStep1(_))));
+    yjs.send(Message::binary(YMessage::Update(vec![0xff, 1, 2]).encode())).await.unwrap();
+    let closed = loop {
+        match yjs.next().await {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!(closed, Some(1008));
+    let room = server.state.store.room("lobby").await.unwrap().unwrap();
+    let doc = server.state.store.document_named(room.id, "raw").await.unwrap().unwrap();
+    assert_eq!(server.state.store.log_head(&format!("doc:{}", doc.id)).await.unwrap(), 0, "nothing stored");
+
+    let mut request = server.url("/yjs/lobby/raw?name=evil").into_client_request().unwrap();
+    request.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 403),
+        other => panic!("a foreign page's upgrade was not refused: {:?}", other.map(|_| ())),
+    }
+}

@@ -21,9 +21,8 @@ use super::protocol::{decode_base64, doc_topic, DocFrame};
 use super::server::{Announced, DocError, Documents};
 use super::yproto::YMessage;
 use crate::accounts::auth::Identity;
-use crate::realtime::protocol::ErrorCode;
 use crate::realtime::server::user_topic;
-use crate::server::{api_caller, json_error, ws_identity, AppState, WsQuery};
+use crate::server::{api_caller, api_refusal, ws_identity, AppState, WsQuery};
 
 /// Events waiting for a Yjs connection before it is taken for too slow.
 const QUEUE: usize = 1024;
@@ -38,19 +37,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn failure(error: DocError) -> Response {
-    let status = match error.code() {
-        ErrorCode::UnknownDocument | ErrorCode::UnknownRoom => StatusCode::NOT_FOUND,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::NameTaken => StatusCode::CONFLICT,
-        ErrorCode::Internal => {
-            tracing::error!(%error, "a documents request failed");
-            let message = "the server could not do that; retry";
-            return json_error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message);
-        }
-        _ => StatusCode::BAD_REQUEST,
-    };
-    json_error(status, error.code(), error.to_string())
+    api_refusal(error.code(), &error)
 }
 
 /// A file name from a document's name: letters, digits, `-` and `_`, the rest `-`.
@@ -208,12 +195,12 @@ async fn run(
                     return (1003, "not a y-protocols sync or awareness message");
                 };
                 match documents.receive(&open, who, message, announced).await {
-                    Ok((Some(reply), _)) => {
+                    Ok(Some(reply)) => {
                         if socket.send(Message::Binary(reply.encode().into())).await.is_err() {
                             return (1000, "");
                         }
                     }
-                    Ok((None, _)) => {}
+                    Ok(None) => {}
                     // y-websocket has no error message: a refused edit closes the connection,
                     // and the client's reconnection syncs again from what was stored.
                     Err(DocError::RateLimited) => return (1008, "too many edits too fast"),

@@ -21,12 +21,9 @@ pub struct DocumentsChannel {
     pub documents: Arc<Documents>,
 }
 
-/// Answer a refusal: an error frame with its code (the server's own failures logged).
+/// Answer a refusal (see [`Conn::refuse`]).
 async fn refuse(conn: &mut Conn, id: String, error: DocError) -> Flow {
-    if error.is_internal() {
-        return conn.internal_error(Some(id), &error).await;
-    }
-    conn.error(Some(id), error.code(), &error.to_string()).await
+    conn.refuse(id, error.code(), &error).await
 }
 
 /// The text of a frame made as bytes.
@@ -122,17 +119,10 @@ impl DocumentsChannel {
                 conn.defer(async move { answer(id, topic, documents.edit(&open, &who, update).await) });
                 Ok(())
             }
-            YMessage::Awareness(update) => {
-                let who = conn.who().clone();
-                match self.documents.announce(&open, &who, &update, conn.local::<Announced>()) {
-                    Ok(()) => conn.send(&ServerFrame::Ack { id, topic, offset: 0, duplicate: false }).await,
-                    Err(error) => refuse(conn, id, error).await,
-                }
-            }
             other => {
-                let mut none = Announced::default();
-                match self.documents.receive(&open, &conn.who().clone(), other, &mut none).await {
-                    Ok((reply, _)) => {
+                let who = conn.who().clone();
+                match self.documents.receive(&open, &who, other, conn.local::<Announced>()).await {
+                    Ok(reply) => {
                         if let Some(reply) = reply {
                             conn.send_text(text(sync_frame(&topic, &reply))).await?;
                         }
@@ -242,6 +232,13 @@ impl Channel for DocumentsChannel {
     fn leave(&self, conn: &mut Conn, topic: &str) {
         if let Some(doc) = parse_doc_topic(topic) {
             let clients = conn.local::<Announced>().take(doc);
+            self.documents.forget(doc, clients);
+        }
+    }
+
+    /// Closing takes my carets out of every document I had open.
+    fn disconnect(&self, conn: &mut Conn) {
+        for (doc, clients) in std::mem::take(conn.local::<Announced>()).all() {
             self.documents.forget(doc, clients);
         }
     }

@@ -31,8 +31,8 @@ pub async fn load_document(id: i64) -> Result<DocView, AppError> {
     use crate::server::session;
     let who = session::require_identity().await?;
     let documents = session::service::<Documents>()?;
-    let (document, room) = documents.visible(id, &who).await.map_err(doc_error)?;
-    let text = documents.open(id).await.map_err(doc_error)?.text();
+    let (document, room) = documents.visible(id, &who).await?;
+    let text = documents.open(id).await?.text();
     Ok(DocView {
         html: super::markdown::to_html(&text),
         may_manage: Documents::may_manage(&document, &who),
@@ -46,20 +46,7 @@ pub async fn list_documents(room: String) -> Result<Vec<DocumentInfo>, AppError>
     use super::server::Documents;
     use crate::server::session;
     let who = session::require_identity().await?;
-    session::service::<Documents>()?.list(&room, &who).await.map_err(doc_error)
-}
-
-#[cfg(feature = "ssr")]
-fn doc_error(error: super::server::DocError) -> AppError {
-    use crate::realtime::protocol::ErrorCode;
-    match error.code() {
-        ErrorCode::UnknownDocument | ErrorCode::UnknownRoom => AppError::NotFound(error.to_string()),
-        ErrorCode::Internal => {
-            tracing::error!(%error, "a document could not be read");
-            AppError::Server("internal error".into())
-        }
-        _ => AppError::Invalid(error.to_string()),
-    }
+    Ok(session::service::<Documents>()?.list(&room, &who).await?)
 }
 
 crate::app::lazy_page!(DocRoute, DocPage);

@@ -229,6 +229,11 @@ impl Announced {
     pub fn take(&mut self, doc: i64) -> Vec<(u64, u64)> {
         self.clients.remove(&doc).unwrap_or_default()
     }
+
+    /// Every document's clients.
+    pub fn all(self) -> impl Iterator<Item = (i64, Vec<(u64, u64)>)> {
+        self.clients.into_iter()
+    }
 }
 
 pub struct Documents {
@@ -290,10 +295,6 @@ impl Documents {
             });
         }));
         Ok(documents)
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 
     pub fn limits(&self) -> Limits {
@@ -499,27 +500,26 @@ impl Documents {
         (!entries.is_empty()).then(|| YMessage::Awareness(encode_awareness(&entries)))
     }
 
-    /// Take a y-protocols message from `who`. Returns the message to answer with, if any
-    /// (sync step 2 for step 1; awareness for a query), and the offset an update was stored
-    /// at (0: nothing to store).
+    /// Take a y-protocols message from `who` (an update once it is stored). Returns the
+    /// message to answer with, if any: sync step 2 for step 1, everyone's awareness for a query.
     pub async fn receive(
         &self,
         open: &Arc<OpenDoc>,
         who: &Identity,
         message: YMessage,
         announced: &mut Announced,
-    ) -> Result<(Option<YMessage>, u64), DocError> {
+    ) -> Result<Option<YMessage>, DocError> {
         match message {
-            YMessage::SyncStep1(vector) => {
-                let missing = open.state().missing(&vector)?;
-                Ok((Some(YMessage::SyncStep2(missing)), 0))
+            YMessage::SyncStep1(vector) => Ok(Some(YMessage::SyncStep2(open.state().missing(&vector)?))),
+            YMessage::SyncStep2(update) | YMessage::Update(update) => {
+                self.edit(open, who, update).await?;
+                Ok(None)
             }
-            YMessage::SyncStep2(update) | YMessage::Update(update) => Ok((None, self.edit(open, who, update).await?)),
             YMessage::Awareness(update) => {
                 self.announce(open, who, &update, announced)?;
-                Ok((None, 0))
+                Ok(None)
             }
-            YMessage::QueryAwareness => Ok((self.awareness_of(open), 0)),
+            YMessage::QueryAwareness => Ok(self.awareness_of(open)),
         }
     }
 
@@ -565,26 +565,31 @@ impl Documents {
         update: &[u8],
         announced: &mut Announced,
     ) -> Result<(), DocError> {
-        let entries = decode_awareness(update).ok_or(DocError::BadAwareness)?;
+        let mut entries = decode_awareness(update).ok_or(DocError::BadAwareness)?;
+        // Checked whole before anything is kept: a refused update changes nothing.
         let mine = announced.clients.entry(open.id).or_default();
-        let mut passed = Vec::with_capacity(entries.len());
-        for mut entry in entries {
-            match mine.iter().position(|(client, _)| *client == entry.client) {
-                Some(known) => mine[known].1 = entry.clock,
-                None if mine.len() < MAX_CLIENTS_PER_CONNECTION => mine.push((entry.client, entry.clock)),
-                None => return Err(DocError::BadAwareness),
-            }
+        let new = entries.iter().filter(|e| !mine.iter().any(|(client, _)| *client == e.client)).count();
+        if mine.len() + new > MAX_CLIENTS_PER_CONNECTION {
+            return Err(DocError::BadAwareness);
+        }
+        for entry in &mut entries {
             entry.state = named(&entry.state, who).ok_or(DocError::BadAwareness)?;
-            let mut awareness = open.awareness.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+        let mut awareness = open.awareness.lock().unwrap_or_else(PoisonError::into_inner);
+        for entry in &entries {
+            match mine.iter_mut().find(|(client, _)| *client == entry.client) {
+                Some(known) => known.1 = entry.clock,
+                None => mine.push((entry.client, entry.clock)),
+            }
             if entry.state == "null" {
                 awareness.remove(&entry.client);
             } else {
                 awareness.insert(entry.client, (entry.clock, entry.state.clone()));
             }
-            passed.push(entry);
         }
+        drop(awareness);
         let topic = doc_topic(open.id);
-        let text = sync_frame(&topic, &YMessage::Awareness(encode_awareness(&passed)));
+        let text = sync_frame(&topic, &YMessage::Awareness(encode_awareness(&entries)));
         self.hub.publish(Event::new(Arc::from(topic), 0, text, None));
         Ok(())
     }
@@ -680,11 +685,6 @@ impl Documents {
         .map_err(|e| DocError::Store(StoreError::Payload(e.to_string())))?;
         let snapshot = Snapshot { upto, state };
         Ok(self.store.save_snapshot(id, &snapshot).await?)
-    }
-
-    /// Open documents on this node.
-    pub fn open_count(&self) -> usize {
-        self.log.open.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Snapshot what is due, and drop from memory what nobody here follows.

@@ -25,7 +25,7 @@ use super::server::{Polls, PollsError};
 use super::store::Poll;
 use crate::accounts::auth::{Auth, Identity};
 use crate::realtime::protocol::ErrorCode;
-use crate::server::{api_caller, json_error, origin_allowed, AppState};
+use crate::server::{api_caller, api_refusal, json_error, origin_allowed, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,22 +44,7 @@ struct NewVote {
 }
 
 fn failure(error: PollsError) -> Response {
-    let status = match error.code() {
-        ErrorCode::UnknownPoll | ErrorCode::UnknownRoom => StatusCode::NOT_FOUND,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-        ErrorCode::PollClosed => StatusCode::CONFLICT,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Internal => {
-            tracing::error!(%error, "poll API request failed");
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "the server could not do that; retry",
-            );
-        }
-        _ => StatusCode::BAD_REQUEST,
-    };
-    json_error(status, error.code(), error.to_string())
+    api_refusal(error.code(), &error)
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {

@@ -21,12 +21,9 @@ pub struct PollsChannel {
     pub polls: Arc<Polls>,
 }
 
-/// Answer a refusal: an error frame with the refusal's code (the server's own failures logged).
+/// Answer a refusal (see [`Conn::refuse`]).
 async fn refuse(conn: &mut Conn, id: String, error: PollsError) -> Flow {
-    if error.is_internal() {
-        return conn.internal_error(Some(id), &error).await;
-    }
-    conn.error(Some(id), error.code(), &error.to_string()).await
+    conn.refuse(id, error.code(), &error).await
 }
 
 impl PollsChannel {

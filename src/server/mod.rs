@@ -400,6 +400,29 @@ pub fn json_error(
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
+/// An HTTP API's answer to a feature's refusal: the status its code means, and the code and
+/// message as [`json_error`] writes them. The server's own failures are logged and answered
+/// without their detail.
+pub fn api_refusal(code: crate::realtime::protocol::ErrorCode, error: &dyn std::fmt::Display) -> Response {
+    use crate::realtime::protocol::ErrorCode;
+    let status = match code {
+        ErrorCode::UnknownPoll | ErrorCode::UnknownDocument | ErrorCode::UnknownRoom | ErrorCode::UnknownSensor => {
+            StatusCode::NOT_FOUND
+        }
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::PollClosed | ErrorCode::NameTaken => StatusCode::CONFLICT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Internal => {
+            tracing::error!(%error, "an API request failed");
+            let message = "the server could not do that; retry";
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message);
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, code, error.to_string())
+}
+
 /// Browsers send the page's Origin on upgrade; a foreign one means another site is
 /// trying to use the visitor's connection (cross-site WebSocket hijacking).
 pub fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {

@@ -59,7 +59,8 @@ pub trait Channel: Send + Sync + 'static {
         conn.reject(rejection).await
     }
 
-    /// The connection left `topic` (it unsubscribed, its access was revoked, or it closed).
+    /// The connection left `topic` (it unsubscribed, or its access was revoked). Closing
+    /// calls [`Channel::disconnect`] instead.
     fn leave(&self, _conn: &mut Conn, _topic: &str) {}
 
     /// The connection is closing: drop whatever it held that its topics do not cover.

@@ -456,6 +456,16 @@ impl Conn {
         self.error(rejection.id, rejection.code, &rejection.message).await
     }
 
+    /// Answer request `id` with a feature's refusal: an error frame with `code` and the
+    /// refusal's text, or, for the server's own failure (`internal`), logged and answered
+    /// without its detail.
+    pub async fn refuse(&mut self, id: String, code: ErrorCode, error: &(dyn std::fmt::Display + Sync)) -> Flow {
+        if code == ErrorCode::Internal {
+            return self.internal_error(Some(id), error).await;
+        }
+        self.error(Some(id), code, &error.to_string()).await
+    }
+
     /// Log a failure the client cannot help, and tell it to retry.
     pub async fn internal_error(&mut self, id: Option<String>, error: &(dyn std::fmt::Display + Sync)) -> Flow {
         tracing::error!(%error, "request failed");
