@@ -17,6 +17,33 @@ bench_setup() {
   REDIS="$SWITCHBOARD_TEST_REDIS"
 }
 
+# bench_run name: this run's name and key prefix (RUN, PREFIX), the PostgreSQL databases it
+# makes (DATABASES), and at exit its nodes stopped, its databases dropped and its Redis keys
+# deleted.
+bench_run() {
+  RUN="$1$(date +%s)$RANDOM"
+  PREFIX="$RUN:"
+  DATABASES=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  [ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  for database in "${DATABASES[@]}"; do
+    psql "$ADMIN" -qc "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" || true
+  done
+  redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" DEL >/dev/null || true
+}
+
+# new_database name: a PostgreSQL database of this run's own (dropped at the end); its URL in DB_URL.
+new_database() {
+  local name="${RUN}_$1"
+  psql "$ADMIN" -qc "CREATE DATABASE \"$name\""
+  DATABASES+=("$name")
+  DB_URL="${ADMIN%/*}/$name"
+}
+
 # start_node port cpu [database-url] [redis]: a node, its pid in NODE_PID.
 start_node() {
   local port="$1" cpu="$2" url="${3:-$DATABASE_URL}" redis="${4-$REDIS}"

@@ -21,29 +21,9 @@ PORT=7600
 # shellcheck source=tools/nodes.sh
 source tools/nodes.sh
 bench_setup
-RUN="polls$(date +%s)$RANDOM"
-PREFIX="$RUN:"
-DATABASES=()
-
 PIDS=()
 NODE_ARGS=()
-cleanup() {
-  [ ${#PIDS[@]} -gt 0 ] && kill "${PIDS[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
-  for database in "${DATABASES[@]}"; do
-    psql "$ADMIN" -qc "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)" || true
-  done
-  redis-cli -u "$REDIS" --scan --pattern "$PREFIX*" | xargs -r redis-cli -u "$REDIS" DEL >/dev/null || true
-}
-trap cleanup EXIT
-
-# new_database name: a PostgreSQL database of this run's own (dropped at the end); its URL in DB_URL.
-new_database() {
-  local name="${RUN}_$1"
-  psql "$ADMIN" -qc "CREATE DATABASE \"$name\""
-  DATABASES+=("$name")
-  DB_URL="${ADMIN%/*}/$name"
-}
+bench_run polls
 
 # run label args...: one generator run, its JSON tagged with the label.
 run() {
