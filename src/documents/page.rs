@@ -56,7 +56,8 @@ crate::app::lazy_page!(DocRoute, DocPage);
 #[component]
 pub fn DocList(room: String) -> impl IntoView {
     let topic = docs_topic(&room);
-    let documents = RwSignal::new(Vec::<DocumentInfo>::new());
+    // The live list, once the subscription has sent one; the server's render until then.
+    let documents = RwSignal::new(None::<Vec<DocumentInfo>>);
     let loaded = {
         let room = room.clone();
         Resource::new(move || room.clone(), list_documents)
@@ -69,7 +70,7 @@ pub fn DocList(room: String) -> impl IntoView {
         Effect::new(move |_| {
             let navigate = navigate.clone();
             let handle = client::subscribe(&topic, None, false, move |frame| match frame {
-                Notice::Event(DocListFrame::Documents { documents: list, .. }) => documents.set(list.clone()),
+                Notice::Event(DocListFrame::Documents { documents: list, .. }) => documents.set(Some(list.clone())),
                 Notice::Event(DocListFrame::DocumentCreated { document, .. }) => {
                     navigate(&format!("/docs/{}", document.id), Default::default());
                 }
@@ -98,14 +99,7 @@ pub fn DocList(room: String) -> impl IntoView {
             }
         }
     };
-    let shown = move || {
-        let live = documents.get();
-        if live.is_empty() {
-            loaded.get().and_then(Result::ok).unwrap_or_default()
-        } else {
-            live
-        }
-    };
+    let shown = move || documents.get().or_else(|| loaded.get().and_then(Result::ok)).unwrap_or_default();
     view! {
         <details class="doc-list" data-testid="doc-list">
             <summary>"Documents"</summary>

@@ -2,7 +2,6 @@
 //! page (`live`, started by the `#[lazy]` `start_editor`); the view knows it only as an
 //! [`EditorApi`] in this tab's registry, under a number its handlers (which must be `Send`) hold.
 
-use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -11,7 +10,6 @@ use leptos::prelude::*;
 
 /// What the view asks of an editor.
 pub trait EditorApi {
-    fn as_any(self: Rc<Self>) -> Rc<dyn Any>;
     /// Stop following the document.
     fn stop(&self);
     /// The connection came or went: show it.

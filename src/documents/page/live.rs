@@ -54,8 +54,6 @@ struct Editor {
     undo: RefCell<UndoManager>,
     textarea: HtmlTextAreaElement,
     signals: EditorSignals,
-    /// What the textarea showed after the last change it was given or made.
-    shown: RefCell<String>,
     /// Synced once: until then the textarea shows the server's render, read-only.
     synced: Cell<bool>,
     /// My updates sent and not yet acknowledged (their request ids).
@@ -71,19 +69,11 @@ struct Editor {
 /// Start an editor of `topic` in `textarea`, registered under `handle` (see `handle`).
 pub fn start(handle: u64, topic: String, textarea: HtmlTextAreaElement, signals: EditorSignals) {
     let editor = Rc::new(Editor::new(topic, textarea, signals));
-    super::handle::register(handle, editor.clone());
-    editor.listen(handle);
-}
-
-fn editor(handle: u64) -> Option<Rc<Editor>> {
-    super::handle::get(handle).and_then(|api| api.as_any().downcast::<Editor>().ok())
+    editor.listen();
+    super::handle::register(handle, editor);
 }
 
 impl super::handle::EditorApi for Editor {
-    fn as_any(self: Rc<Self>) -> Rc<dyn std::any::Any> {
-        self
-    }
-
     fn stop(&self) {
         client::unsubscribe(&self.topic, self.subscription.get());
         if let Some(renew) = self.renew.borrow_mut().take() {
@@ -144,7 +134,6 @@ impl Editor {
             undo: RefCell::new(undo),
             textarea,
             signals,
-            shown: RefCell::new(String::new()),
             synced: Cell::new(false),
             unacked: RefCell::new(Vec::new()),
             clock: Cell::new(0),
@@ -156,22 +145,26 @@ impl Editor {
     }
 
     /// Send every change of the copy that is not the others' to the server; follow the topic.
-    fn listen(self: Rc<Self>, handle: u64) {
+    /// The callbacks hold the editor weakly: it lives as long as the registry keeps it.
+    fn listen(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
         let _ = self.doc.observe_update_v1("send", move |txn, event| {
             let remote = txn.origin().is_some_and(|origin| origin == &yrs::Origin::from(REMOTE));
-            if let (false, Some(editor)) = (remote, editor(handle)) {
+            if let (false, Some(editor)) = (remote, weak.upgrade()) {
                 editor.send_update(event.update.clone());
             }
         });
+        let weak = Rc::downgrade(self);
         let subscription = client::subscribe(&self.topic, None, false, move |frame: Notice<'_, DocFrame>| {
-            if let Some(editor) = editor(handle) {
+            if let Some(editor) = weak.upgrade() {
                 editor.receive(frame);
             }
         });
         self.subscription.set(subscription);
+        let weak = Rc::downgrade(self);
         let renew = set_interval_with_handle(
             move || {
-                if let Some(editor) = editor(handle) {
+                if let Some(editor) = weak.upgrade() {
                     editor.announce(true);
                 }
             },
@@ -325,7 +318,7 @@ impl Editor {
     /// Put the copy's text in the textarea (and the view), if it changed.
     fn show_text(&self, force: bool) {
         let text = self.text.get_string(&self.doc.transact());
-        if !force && *self.shown.borrow() == text {
+        if !force && self.signals.text.with_untracked(|shown| *shown == text) {
             return;
         }
         let scroll = self.textarea.scroll_top();
@@ -333,7 +326,6 @@ impl Editor {
             self.textarea.set_value(&text);
         }
         self.textarea.set_scroll_top(scroll);
-        *self.shown.borrow_mut() = text.clone();
         self.signals.text.set(text);
     }
 
@@ -343,7 +335,8 @@ impl Editor {
             return;
         }
         let value = self.textarea.value();
-        let (at, removed, inserted) = difference(&self.shown.borrow(), &value);
+        // What the textarea showed before this change is the view's text.
+        let (at, removed, inserted) = self.signals.text.with_untracked(|shown| difference(shown, &value));
         if removed > 0 || !inserted.is_empty() {
             let mut txn = self.doc.transact_mut_with(LOCAL);
             if removed > 0 {
@@ -353,7 +346,6 @@ impl Editor {
                 self.text.insert(&mut txn, at, &inserted);
             }
         }
-        *self.shown.borrow_mut() = value.clone();
         self.signals.text.set(value);
         self.signals.message.set(None);
         self.announce(false);
