@@ -396,9 +396,17 @@ async fn a_poll_closes_at_its_time_and_turnout_follows_who_is_online() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let spec = json!({"question": "Quick?", "options": ["y", "n"], "closes_at": now + 4000});
     let poll = make_poll(&mut ada, spec).await;
-    for client in [&mut ada, &mut bob] {
+    for (client, name) in [(&mut ada, "ada"), (&mut bob, "bob")] {
         client.send(json!({"type": "subscribe", "id": "here", "topic": LOBBY, "present": true})).await;
         assert_eq!(reply_to(client, "here").await["type"], "subscribed");
+        // `subscribed` comes before the history is replayed; one counts as present after it.
+        loop {
+            let presence = client.next_of("presence").await;
+            let online = presence["online"].as_array().unwrap();
+            if online.iter().any(|who| who.as_str().unwrap().starts_with(name)) {
+                break;
+            }
+        }
     }
     assert_eq!(vote(&mut ada, poll, json!([0])).await["type"], "ack");
     let mut watcher = server.web("watcher").await;
