@@ -19,9 +19,10 @@
 //!
 //! One process, one thread: every send and receive time comes from one clock, so a keystroke's
 //! latency is exact. A keystroke is known in every copy by its yrs id: the editor's client id
-//! ([`EDITOR_CLIENT`] plus its number) and its clock, which counts the editor's characters. A
-//! copy compares its state vector before and after applying an update: the clocks it gained are
-//! the keystrokes it now holds, each timed against the moment its editor typed it.
+//! ([`EDITOR_CLIENT`] plus its number) and its clock, which counts the editor's characters. The
+//! clocks an update read from the socket carries past those already read are keystrokes that
+//! just arrived, each timed against the moment its editor typed it. Copies apply what they read
+//! in batches, before typing (see `Editor::merge`).
 
 // Shared with `switchboard-bench`, which uses the parts this program does not.
 #[allow(dead_code)]
@@ -514,6 +515,10 @@ struct Editor {
     unacked: u32,
     /// Sync step 2s sent in answer to the server's step 1.
     answers: u64,
+    /// Updates read and timed but not yet applied to the copy (see [`Editor::catch_up`]).
+    backlog: Vec<Vec<u8>>,
+    /// Each editor's clock as far as the updates read so far carry it.
+    seen: Vec<u32>,
 }
 
 impl Editor {
@@ -541,6 +546,7 @@ impl Editor {
             Some("error") => return Err(format!("refused: {frame}")),
             Some("doc_sync") => match carried(frame)? {
                 YMessage::SyncStep1(vector) => {
+                    self.catch_up()?;
                     let missing = self.copy.missing(&vector)?;
                     self.answers += 1;
                     let id = format!("answer{}", self.answers);
@@ -554,26 +560,47 @@ impl Editor {
         Ok(())
     }
 
-    /// Apply the updates read at `at`, and time each keystroke they brought from another editor.
+    /// Time each keystroke from another editor that the updates read at `at` bring, and keep
+    /// the updates for [`Editor::catch_up`].
+    ///
+    /// A keystroke counts as arrived when the frame carrying it is read: that is when a page
+    /// would show it. Applying it to the copy is the page's own work, each page on its own
+    /// processor; here one thread applies every editor's, so it applies them in batches, just
+    /// before its editor types or answers (which need the copy current). Applied one by one,
+    /// the generator's own work grew with the document until it, not the server, set the tail.
     fn merge(&mut self, pending: &mut Vec<Vec<u8>>, at: Instant, typing: &Typing) -> Result<(), String> {
-        if pending.is_empty() {
-            return Ok(());
+        for update in pending.drain(..) {
+            let decoded = Update::decode_v1(&update).map_err(|e| format!("an update that does not decode: {e}"))?;
+            for (client, ranges) in decoded.insertions(true).iter() {
+                let Some(other) = editor_of(client.get(), typing.editors).filter(|&other| other != self.index) else {
+                    continue;
+                };
+                let times = typing.typed[other].borrow();
+                let mut arrived = typing.arrived_ms.borrow_mut();
+                for range in ranges.iter() {
+                    let from = self.seen[other].max(range.start);
+                    self.seen[other] = self.seen[other].max(range.end);
+                    let waited = (from..range.end).filter_map(|clock| times.get(clock as usize));
+                    arrived.extend(waited.map(|&typed| ms(at.saturating_duration_since(typed))));
+                }
+            }
+            self.backlog.push(update);
         }
-        for (client, from, to) in self.copy.apply(pending)? {
-            let Some(other) = editor_of(client, typing.editors).filter(|&other| other != self.index) else {
-                continue;
-            };
-            let times = typing.typed[other].borrow();
-            let waited = (from..to).filter_map(|clock| times.get(clock as usize));
-            let waited = waited.map(|&typed| ms(at.saturating_duration_since(typed)));
-            typing.arrived_ms.borrow_mut().extend(waited);
+        Ok(())
+    }
+
+    /// Apply the updates kept by [`Editor::merge`], in one transaction.
+    fn catch_up(&mut self) -> Result<(), String> {
+        if !self.backlog.is_empty() {
+            self.copy.apply(&self.backlog)?;
+            self.backlog.clear();
         }
-        pending.clear();
         Ok(())
     }
 
     /// Type the next keystroke somewhere in my copy and send it.
-    fn type_key(&mut self, typing: &Typing) {
+    fn type_key(&mut self, typing: &Typing) -> Result<(), String> {
+        self.catch_up()?;
         let now = Instant::now();
         let (clock, update) = self.copy.keystroke();
         let mut times = typing.typed[self.index].borrow_mut();
@@ -583,6 +610,7 @@ impl Editor {
         self.client.sync(&typing.topic, &format!("k{clock}"), &YMessage::Update(update));
         self.typed += 1;
         self.unacked += 1;
+        Ok(())
     }
 
     /// Open the document, type my share once the run starts, and read until it stops.
@@ -615,12 +643,15 @@ impl Editor {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if due.is_some_and(|due| Instant::now() >= due) {
                         due = None;
-                        self.type_key(typing);
+                        self.type_key(typing)?;
                     }
                 }
             }
             self.client.flush().await?;
             let done = self.typed == typing.per_editor && self.unacked == 0;
+            if done && typing.finished.borrow()[self.index].is_none() {
+                self.catch_up()?;
+            }
             if done
                 && typing.finished.borrow()[self.index].is_none()
                 && self.copy.holds(typing.editors, typing.per_editor)
@@ -636,7 +667,16 @@ async fn editor(typing: Rc<Typing>, index: usize, addr: SocketAddr) {
     let outcome = async {
         let client = Client::open(addr, &format!("editor{index}"), 64 << 10).await?;
         let copy = Typist::new(EDITOR_CLIENT + index as u64, 1);
-        let mut editor = Editor { index, client, copy, typed: 0, unacked: 0, answers: 0 };
+        let mut editor = Editor {
+            index,
+            client,
+            copy,
+            typed: 0,
+            unacked: 0,
+            answers: 0,
+            backlog: Vec::new(),
+            seen: vec![0; typing.editors],
+        };
         editor.run(&typing).await
     };
     if let Err(error) = outcome.await {
