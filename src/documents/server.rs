@@ -47,6 +47,8 @@ use crate::realtime::server::user_topic;
 use crate::store::events::{Logged, NewEvent};
 use crate::store::{now_ms, Store, StoreError};
 
+/// Updates read from the log per query.
+const READ_PAGE: u32 = 5_000;
 /// Updates stored per transaction at most.
 const MAX_BATCH: usize = 256;
 /// A document quiet this long gets a snapshot of what its log gained.
@@ -452,33 +454,49 @@ impl Documents {
                 })
                 .clone()
         };
-        open.loaded
-            .get_or_try_init(|| async {
-                let (snapshot, log, _) = self.read(id, u64::MAX).await?;
-                let snapshot = snapshot.as_ref().map(|snapshot| snapshot.state.as_slice());
-                open.state().apply_all(snapshot.into_iter().chain(log.iter().map(|update| &update[..])));
-                open.since_snapshot.fetch_add(log.len() as u64, Ordering::Relaxed);
-                Ok::<(), DocError>(())
-            })
-            .await?;
+        open.loaded.get_or_try_init(|| self.load(&open)).await?;
         open.touch();
         Ok(open)
     }
 
+    /// Read a document into its copy: its snapshot and the log after it. Each page of the log
+    /// is applied (off the threads that serve connections: it is CPU work) while the next is
+    /// read, so a long log costs about the longer of the two, not their sum.
+    async fn load(&self, open: &Arc<OpenDoc>) -> Result<(), DocError> {
+        let started = std::time::Instant::now();
+        let snapshot = self.store.snapshot(open.id).await?;
+        let mut from = snapshot.as_ref().map_or(0, |snapshot| snapshot.upto);
+        let apply = |doc: Arc<OpenDoc>, updates: Vec<Vec<u8>>| async move {
+            let applied = tokio::task::spawn_blocking(move || {
+                doc.state().apply_all(updates.iter().map(|update| &update[..]));
+            });
+            applied.await.map_err(|e| DocError::Store(StoreError::Payload(e.to_string())))
+        };
+        let mut applying = Box::pin(apply(open.clone(), snapshot.map(|s| s.state).into_iter().collect()));
+        let mut updates = 0;
+        loop {
+            let (page, applied) = tokio::join!(self.store.updates(open.id, from, u64::MAX, READ_PAGE), applying);
+            applied?;
+            let Some((last, page)) = page? else { break };
+            from = last;
+            updates += page.len();
+            applying = Box::pin(apply(open.clone(), page));
+        }
+        open.since_snapshot.fetch_add(updates as u64, Ordering::Relaxed);
+        tracing::debug!(id = open.id, updates, took = ?started.elapsed(), "document read");
+        Ok(())
+    }
+
     /// The snapshot (if it does not go past `upto`) and the updates after it, up to `upto`,
     /// and the offset of the last thing read.
-    async fn read(&self, id: i64, upto: u64) -> Result<(Option<Snapshot>, Vec<Bytes>, u64), DocError> {
+    async fn read(&self, id: i64, upto: u64) -> Result<(Option<Snapshot>, Vec<Vec<u8>>, u64), DocError> {
         let snapshot = self.store.snapshot(id).await?.filter(|snapshot| snapshot.upto <= upto);
         let mut from = snapshot.as_ref().map_or(0, |snapshot| snapshot.upto);
-        let topic = doc_topic(id);
         let mut updates = Vec::new();
         while from < upto {
-            let page = self.store.events_after(&topic, from, 5000).await?;
-            let Some(last) = page.last().map(|event| event.offset) else { break };
-            for event in page.iter().take_while(|event| event.offset <= upto) {
-                updates.push(self.log.value(&topic, event)?.update);
-            }
-            from = last.min(upto);
+            let Some((last, page)) = self.store.updates(id, from, upto, READ_PAGE).await? else { break };
+            updates.extend(page);
+            from = last;
         }
         Ok((snapshot, updates, from))
     }
