@@ -522,6 +522,18 @@ async fn editors_on_two_nodes_converge() {
     // A newcomer on either node gets the whole text.
     let late = Editor::open(nodes[1].web("eve").await, doc, 9).await;
     assert_eq!(late.value(), text);
+
+    // Carets: a newcomer on the other node is told at once of those announced on the first,
+    // not at their next move (the page renews its own every 15 s).
+    let caret = awareness(1, 1, r##"{"user":{"color":"#123456"}}"##);
+    assert_eq!(editors[0].request(json!({"type": "doc_sync", "data": caret})).await["type"], "ack");
+    let mut fay = nodes[1].web("fay").await;
+    assert_eq!(fay.subscribe(&editors[0].topic, None).await["type"], "subscribed");
+    let seen = tokio::time::timeout(Duration::from_secs(3), next_awareness(&mut fay)).await;
+    let seen = seen.expect("the first node's carets in time");
+    let state: Value = serde_json::from_str(&seen[0].state).unwrap();
+    assert_eq!(seen[0].client, 1);
+    assert!(state["user"]["name"].as_str().unwrap().starts_with("ann"), "{state}");
 }
 
 /// An awareness message from a client: one entry.

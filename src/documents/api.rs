@@ -158,7 +158,7 @@ async fn run(
         }
     };
     let mut first = vec![documents.step1(&open)];
-    first.extend(documents.awareness_of(&open));
+    first.extend(documents.newcomer_awareness(&open));
     for message in first {
         if socket.send(Message::Binary(message.encode().into())).await.is_err() {
             return (1000, "");

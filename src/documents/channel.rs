@@ -82,7 +82,7 @@ impl DocumentsChannel {
         let info = Documents::info(&document, &room);
         conn.send(&DocFrame::Document { topic: topic.clone(), document: info, may_manage }).await?;
         conn.send_text(text(sync_frame(&topic, &self.documents.step1(&open)))).await?;
-        match self.documents.awareness_of(&open) {
+        match self.documents.newcomer_awareness(&open) {
             Some(awareness) => conn.send_text(text(sync_frame(&topic, &awareness))).await,
             None => Ok(()),
         }

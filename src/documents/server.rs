@@ -41,14 +41,17 @@ use crate::chat::store::Room;
 use crate::realtime::protocol::{ErrorCode, ServerFrame};
 use crate::realtime::server::bus::Cluster;
 use crate::realtime::server::durable::{Durable, WriteError, Writer};
-use crate::realtime::server::hub::{Burst, Event, Hub};
+use crate::realtime::server::hub::{Burst, Event, Hub, Relay};
 use crate::realtime::server::limit::RateLimiter;
 use crate::realtime::server::user_topic;
 use crate::store::events::{Logged, NewEvent};
 use crate::store::{now_ms, Store, StoreError};
 
-/// Updates read from the log per query.
-const READ_PAGE: u32 = 5_000;
+/// The change that asks the other nodes for their awareness entries of a document (its
+/// detail: the document's id).
+const AWARENESS_WANTED: &str = "doc-awareness";
+/// Offsets of the log read per query.
+const READ_PAGE: u64 = 20_000;
 /// Updates stored per transaction at most.
 const MAX_BATCH: usize = 256;
 /// A document quiet this long gets a snapshot of what its log gained.
@@ -296,6 +299,17 @@ impl Documents {
                 }
             });
         }));
+        if let Some(cluster) = &documents.cluster {
+            let weak = Arc::downgrade(&documents);
+            cluster.on_change(
+                AWARENESS_WANTED,
+                Arc::new(move |detail: &str| {
+                    if let (Some(documents), Ok(id)) = (weak.upgrade(), detail.parse()) {
+                        documents.resend_awareness(id);
+                    }
+                }),
+            );
+        }
         Ok(documents)
     }
 
@@ -459,11 +473,14 @@ impl Documents {
         Ok(open)
     }
 
-    /// Read a document into its copy: its snapshot and the log after it. Each page of the log
-    /// is applied (off the threads that serve connections: it is CPU work) while the next is
-    /// read, so a long log costs about the longer of the two, not their sum.
+    /// Read a document into its copy: its snapshot and the log after it, up to the head it had
+    /// as the read began (what is stored after that comes as events: see [`Documents::open`]).
+    /// Each page of the log is applied (off the threads that serve connections: it is CPU
+    /// work) while the next is read, so a long log costs about the longer of the two, not
+    /// their sum.
     async fn load(&self, open: &Arc<OpenDoc>) -> Result<(), DocError> {
         let started = std::time::Instant::now();
+        let head = self.store.log_head(&doc_topic(open.id)).await?;
         let snapshot = self.store.snapshot(open.id).await?;
         let mut from = snapshot.as_ref().map_or(0, |snapshot| snapshot.upto);
         let apply = |doc: Arc<OpenDoc>, updates: Vec<Vec<u8>>| async move {
@@ -474,36 +491,60 @@ impl Documents {
         };
         let mut applying = Box::pin(apply(open.clone(), snapshot.map(|s| s.state).into_iter().collect()));
         let mut updates = 0;
-        loop {
-            let (page, applied) = tokio::join!(self.store.updates(open.id, from, u64::MAX, READ_PAGE), applying);
+        while from < head {
+            let to = (from + READ_PAGE).min(head);
+            let (page, applied) = tokio::join!(self.store.updates(open.id, from, to), applying);
             applied?;
-            let Some((last, page)) = page? else { break };
-            from = last;
+            let page = page?;
             updates += page.len();
             applying = Box::pin(apply(open.clone(), page));
+            from = to;
         }
+        applying.await?;
         open.since_snapshot.fetch_add(updates as u64, Ordering::Relaxed);
         tracing::debug!(id = open.id, updates, took = ?started.elapsed(), "document read");
         Ok(())
     }
 
-    /// The snapshot (if it does not go past `upto`) and the updates after it, up to `upto`,
-    /// and the offset of the last thing read.
-    async fn read(&self, id: i64, upto: u64) -> Result<(Option<Snapshot>, Vec<Vec<u8>>, u64), DocError> {
+    /// The snapshot (if it does not go past `upto`) and the updates after it, up to `upto` (at
+    /// most the log's head).
+    async fn read(&self, id: i64, upto: u64) -> Result<(Option<Snapshot>, Vec<Vec<u8>>), DocError> {
         let snapshot = self.store.snapshot(id).await?.filter(|snapshot| snapshot.upto <= upto);
         let mut from = snapshot.as_ref().map_or(0, |snapshot| snapshot.upto);
         let mut updates = Vec::new();
         while from < upto {
-            let Some((last, page)) = self.store.updates(id, from, upto, READ_PAGE).await? else { break };
-            updates.extend(page);
-            from = last;
+            let to = (from + READ_PAGE).min(upto);
+            updates.extend(self.store.updates(id, from, to).await?);
+            from = to;
         }
-        Ok((snapshot, updates, from))
+        Ok((snapshot, updates))
     }
 
     /// The server's sync step 1: what this node's copy has.
     pub fn step1(&self, open: &OpenDoc) -> YMessage {
         YMessage::SyncStep1(open.state().state_vector())
+    }
+
+    /// What a newcomer to the document gets of the others' awareness: the entries of this
+    /// node's connections, as one message (`None`: none). On several nodes, the other nodes are
+    /// asked to send theirs again, so that the newcomer sees everyone's carets at once rather
+    /// than at their next move or renewal.
+    pub fn newcomer_awareness(&self, open: &OpenDoc) -> Option<YMessage> {
+        if let Some(cluster) = &self.cluster {
+            cluster.changed(AWARENESS_WANTED, &open.id.to_string());
+        }
+        self.awareness_of(open)
+    }
+
+    /// Another node asked for the awareness of a document: send it this node's entries, if
+    /// it has the document open (its own subscribers have them already).
+    fn resend_awareness(&self, id: i64) {
+        let (Some(cluster), Some(open)) = (&self.cluster, self.log.get(id)) else { return };
+        if let Some(message) = self.awareness_of(&open) {
+            let topic = doc_topic(id);
+            let frame = sync_frame(&topic, &message);
+            cluster.forward(&Event::new(Arc::from(topic), 0, frame, None));
+        }
     }
 
     /// Everyone's awareness this node knows of in the document, as one message (`None`: none).
@@ -661,7 +702,7 @@ impl Documents {
         if offset == 0 || offset > head {
             return Err(DocError::UnknownVersion(offset));
         }
-        let (snapshot, log, _) = self.read(id, offset).await?;
+        let (snapshot, log) = self.read(id, offset).await?;
         let limits = self.limits;
         // Applying a long log is CPU work: off the threads that serve connections.
         let text = tokio::task::spawn_blocking(move || {
@@ -689,7 +730,7 @@ impl Documents {
     /// made one meanwhile).
     pub async fn compact(&self, id: i64) -> Result<bool, DocError> {
         let head = self.store.log_head(&doc_topic(id)).await?;
-        let (snapshot, log, upto) = self.read(id, head).await?;
+        let (snapshot, log) = self.read(id, head).await?;
         if log.is_empty() {
             return Ok(false);
         }
@@ -701,7 +742,7 @@ impl Documents {
         })
         .await
         .map_err(|e| DocError::Store(StoreError::Payload(e.to_string())))?;
-        let snapshot = Snapshot { upto, state };
+        let snapshot = Snapshot { upto: head, state };
         Ok(self.store.save_snapshot(id, &snapshot).await?)
     }
 
