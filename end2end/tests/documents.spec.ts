@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { expect, test, type Page } from "@playwright/test";
 import { closeContexts, createRoom, hydrated, newContext, unique, visitor } from "./helpers";
 
@@ -174,4 +175,46 @@ test("on a phone the editor and the preview take turns", async ({ browser }) => 
   await expect(text(page)).toBeVisible();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   expect(overflow).toBe(false);
+});
+
+test("a Yjs application (npm yjs and y-websocket, in Node) and the page edit the same document", async ({
+  browser,
+}) => {
+  const room = unique("docs");
+  const alice = await visitor(browser, "alice");
+  await createRoom(alice.page, room);
+  await makeDocument(alice.page, "Shared notes");
+  await typeAtEnd(alice.page, "from the browser.");
+  await synced(alice.page);
+  // The Node client signs in with an API token of Alice's, as a script would.
+  const made = await alice.page.request.post("/api/create_token", { form: { name: "yjs script" } });
+  expect(made.ok()).toBe(true);
+  const token = (await made.json()).secret as string;
+  const host = new URL(alice.page.url()).host;
+  const node = spawn("node", [
+    "../tools/yjs-client.mjs",
+    `ws://${host}/yjs`,
+    `${room}/Shared notes`,
+    "--token",
+    token,
+    "--insert",
+    " from node.",
+    "--expect",
+    " browser again.",
+    "--timeout-ms",
+    "20000",
+  ]);
+  let [output, errors] = ["", ""];
+  node.stdout.on("data", (chunk) => (output += chunk));
+  node.stderr.on("data", (chunk) => (errors += chunk));
+  const exited = new Promise<number | null>((resolve) => node.on("exit", resolve));
+  // Node's edit appears in the browser...
+  await expect(text(alice.page)).toHaveValue("from the browser. from node.");
+  // ...and the browser's next one in Node, which then prints the whole text and exits.
+  await typeAtEnd(alice.page, " browser again.");
+  expect(await exited, output + errors).toBe(0);
+  const lines = output.trim().split("\n").map((line) => JSON.parse(line));
+  expect(lines[0]).toEqual({ synced: "from the browser." });
+  expect(lines.at(-1)).toEqual({ final: "from the browser. from node. browser again." });
+  await synced(alice.page);
 });
