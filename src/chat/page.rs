@@ -135,17 +135,21 @@ pub fn ChatPage() -> impl IntoView {
     // Created here, not inside the room list, so that server and browser create the
     // resources in the same order and the list hydrates from the same data.
     let listed = Resource::new(|| (), |_| list_rooms());
+    // The room's documents, likewise: a resource made inside the room's view, after the
+    // awaits above, hydrated from another's data now and then (a page that never went live).
+    let documents = Resource::new(move || room.get(), crate::documents::page::list_documents);
     Effect::new(move |_| session.current_room.set(Some(room.get())));
     on_cleanup(move || session.current_room.set(None));
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 let summaries = listed.await.unwrap_or_default();
+                let documents = documents.await.unwrap_or_default();
                 match page.await {
                     Ok(page) => view! {
                         <div class="chat-layout" class:rooms-open=move || drawer.0.get()>
                             <RoomList current=room summaries/>
-                            <section class="room"><RoomView page/></section>
+                            <section class="room"><RoomView page documents/></section>
                         </div>
                     }.into_any(),
                     Err(AppError::Unauthorized) => view! {
@@ -299,7 +303,7 @@ struct Typist {
 }
 
 #[component]
-fn RoomView(page: RoomPage) -> impl IntoView {
+fn RoomView(page: RoomPage, documents: Vec<crate::documents::protocol::DocumentInfo>) -> impl IntoView {
     let session = expect_context::<Session>();
     let RoomsDrawer(drawer_open) = expect_context::<RoomsDrawer>();
     let topic = chat_topic(&page.room.name);
@@ -522,7 +526,7 @@ fn RoomView(page: RoomPage) -> impl IntoView {
                 </button>
             </div>
             {page.room.private.then(|| view! { <Members room=room_name.clone() can_manage=page.can_manage/> })}
-            <crate::documents::page::DocList room=room_name.clone()/>
+            <crate::documents::page::DocList room=room_name.clone() initial=documents/>
             <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
                 <Show when=move || more.get()>
                     <button class="older" on:click={

@@ -52,16 +52,13 @@ pub async fn list_documents(room: String) -> Result<Vec<DocumentInfo>, AppError>
 crate::app::lazy_page!(DocRoute, DocPage);
 
 /// A room's documents, beside its chat: links, live, and a form that makes one (a plain form
-/// without JavaScript: `POST /rooms/<room>/docs`).
+/// without JavaScript: `POST /rooms/<room>/docs`). `initial`: the list as the page loaded it
+/// ([`list_documents`], read by the room's page with its other resources).
 #[component]
-pub fn DocList(room: String) -> impl IntoView {
+pub fn DocList(room: String, initial: Vec<DocumentInfo>) -> impl IntoView {
     let topic = docs_topic(&room);
-    // The live list, once the subscription has sent one; the server's render until then.
-    let documents = RwSignal::new(None::<Vec<DocumentInfo>>);
-    let loaded = {
-        let room = room.clone();
-        Resource::new(move || room.clone(), list_documents)
-    };
+    // The list as loaded, then as the subscription sends it.
+    let documents = RwSignal::new(initial);
     let error = RwSignal::new(None::<String>);
     let navigate = use_navigate();
     {
@@ -70,7 +67,7 @@ pub fn DocList(room: String) -> impl IntoView {
         Effect::new(move |_| {
             let navigate = navigate.clone();
             let handle = client::subscribe(&topic, None, false, move |frame| match frame {
-                Notice::Event(DocListFrame::Documents { documents: list, .. }) => documents.set(Some(list.clone())),
+                Notice::Event(DocListFrame::Documents { documents: list, .. }) => documents.set(list.clone()),
                 Notice::Event(DocListFrame::DocumentCreated { document, .. }) => {
                     navigate(&format!("/docs/{}", document.id), Default::default());
                 }
@@ -99,17 +96,14 @@ pub fn DocList(room: String) -> impl IntoView {
             }
         }
     };
-    let shown = move || documents.get().or_else(|| loaded.get().and_then(Result::ok)).unwrap_or_default();
     view! {
         <details class="doc-list" data-testid="doc-list">
             <summary>"Documents"</summary>
-            <Transition fallback=|| ()>
-                <ul>
-                    {move || shown().into_iter().map(|doc| view! {
-                        <li><a href=format!("/docs/{}", doc.id) data-doc=doc.id.to_string()>{doc.name.clone()}</a></li>
-                    }).collect_view()}
-                </ul>
-            </Transition>
+            <ul>
+                {move || documents.get().into_iter().map(|doc| view! {
+                    <li><a href=format!("/docs/{}", doc.id) data-doc=doc.id.to_string()>{doc.name.clone()}</a></li>
+                }).collect_view()}
+            </ul>
             <form class="new-doc" method="post" action=format!("/rooms/{room}/docs") on:submit=create>
                 <input name="name" node_ref=name_input required maxlength="100" placeholder="New document"
                     aria-label="New document name"/>
