@@ -94,6 +94,11 @@ pub struct Conn {
     events: mpsc::Receiver<Arc<Event>>,
     /// Topics subscribed to, with the last offset delivered in each durable one.
     subscriptions: HashMap<Arc<str>, u64>,
+    /// On one node: durable topics read from the store up to an offset whose live events may
+    /// not all have been fanned out yet (a writer commits, then fans out). Until a live event
+    /// past that offset comes, publishers do not write to the socket themselves: their events
+    /// go through this task, which drops what was read from the store already (`wants`).
+    catching_up: Vec<(Arc<str>, u64)>,
     /// Topics this connection counts as present in, and the presence that counts it.
     present_in: Vec<(Arc<str>, Arc<Presence>)>,
     /// What channels keep per connection (see [`Conn::local`]).
@@ -124,6 +129,7 @@ pub async fn run(socket: WebSocket, core: &Core, dialect: Option<Arc<dyn Dialect
         peer: peer.clone(),
         events,
         subscriptions: HashMap::new(),
+        catching_up: Vec::new(),
         present_in: Vec::new(),
         locals: Vec::new(),
         pending: FuturesUnordered::new(),
@@ -285,6 +291,9 @@ impl Conn {
                 true
             }
         };
+        if event.offset > 0 && !self.catching_up.is_empty() {
+            self.catching_up.retain(|(topic, last)| !(**topic == *event.topic && event.offset > *last));
+        }
         if let Some(revoked) = &event.revoke {
             if self.subscriptions.remove(&**revoked).is_some() {
                 self.hub.unsubscribe(revoked, &self.peer);
@@ -297,6 +306,9 @@ impl Conn {
     /// Write what publishers queued for this task, then let them write to the socket
     /// themselves again.
     async fn release(&mut self) -> Result<(), End> {
+        if !self.catching_up.is_empty() {
+            return Ok(());
+        }
         let direct = self.direct.clone();
         loop {
             let events = &self.events;
@@ -403,6 +415,7 @@ impl Conn {
     /// The connection no longer follows `topic`: it stops counting as present there, and the
     /// topic's channel hears of it.
     fn left(&mut self, topic: &str) {
+        self.catching_up.retain(|(t, _)| &**t != topic);
         if let Some(pos) = self.present_in.iter().position(|(t, _)| &**t == topic) {
             let (name, presence) = self.present_in.swap_remove(pos);
             presence.leave(&name, &self.who.key());
@@ -485,6 +498,7 @@ impl Conn {
         if self.subscriptions.remove(topic).is_some() {
             self.hub.unsubscribe(topic, &self.peer);
         }
+        self.catching_up.retain(|(t, _)| &**t != topic);
     }
 
     /// The topic's shared name, if this connection follows it.
@@ -585,7 +599,7 @@ impl Conn {
             Some(_) => {
                 self.subscriptions.insert(name.clone(), head);
                 self.send(&ServerFrame::Reset { id, topic, epoch, head }).await?;
-                caught_up(self.cluster.clone(), &name, head).await;
+                self.caught_up(&name, head).await;
                 return Ok(None);
             }
             None => head,
@@ -594,8 +608,22 @@ impl Conn {
         self.send(&ServerFrame::Subscribed { id: id.clone(), topic, epoch, head }).await?;
         self.replay(&id, &name, history).await?;
         let last = self.subscriptions.get(&name).copied().unwrap_or(head);
-        caught_up(self.cluster.clone(), &name, last).await;
+        self.caught_up(&name, last).await;
         Ok(Some(name))
+    }
+
+    /// Live events of `topic` are written from here on only once this node has passed `last`,
+    /// the offset this connection has from the store: on several nodes, wait for the bus to
+    /// pass it; on one, events go through this task until one past it comes (see
+    /// `catching_up`).
+    async fn caught_up(&mut self, topic: &Arc<str>, last: u64) {
+        match self.cluster.clone() {
+            Some(cluster) => cluster.reach(topic, last).await,
+            None => {
+                self.catching_up.retain(|(t, _)| t != topic);
+                self.catching_up.push((topic.clone(), last));
+            }
+        }
     }
 
     /// Send every stored event after the subscription's offset, then leave the rest to live events.
@@ -621,14 +649,6 @@ impl Conn {
                 return Ok(());
             }
         }
-    }
-}
-
-/// On several nodes: wait until this node's live stream of `topic` has passed `last`, the
-/// offset a connection has from the store, before live events are written to it.
-async fn caught_up(cluster: Option<Arc<Cluster>>, topic: &Arc<str>, last: u64) {
-    if let Some(cluster) = cluster {
-        cluster.reach(topic, last).await;
     }
 }
 
