@@ -291,27 +291,20 @@ impl Typist {
         self.doc.transact().encode_state_as_update_v1(&before)
     }
 
-    /// Apply an update from the server: the clocks it brought that this copy lacked, as
-    /// `(client, from, to)`.
-    ///
-    /// Several updates (those read from the socket at once) are applied in one transaction, as
-    /// the server reads a log: a transaction's commit costs far more than a keystroke's update,
-    /// and a generator that fell behind would time its own backlog, not the server.
-    fn apply(&self, updates: &[Vec<u8>]) -> Result<Vec<(u64, u32, u32)>, String> {
-        let before = self.doc.transact().state_vector();
-        {
-            let mut txn = self.doc.transact_mut();
-            for update in updates {
-                let decoded = Update::decode_v1(update).map_err(|e| format!("an update that does not decode: {e}"))?;
-                txn.apply_update(decoded).map_err(|e| format!("an update that does not apply: {e}"))?;
-            }
+    /// Apply updates from the server, in one transaction: a transaction's commit costs far
+    /// more than a keystroke's update.
+    fn apply(&self, updates: &[Vec<u8>]) -> Result<(), String> {
+        let decoded = updates.iter().map(|update| decode_update(update)).collect::<Result<Vec<_>, _>>()?;
+        self.apply_decoded(decoded)
+    }
+
+    /// As [`Typist::apply`], with the updates decoded already.
+    fn apply_decoded(&self, updates: impl IntoIterator<Item = Update>) -> Result<(), String> {
+        let mut txn = self.doc.transact_mut();
+        for update in updates {
+            txn.apply_update(update).map_err(|e| format!("an update that does not apply: {e}"))?;
         }
-        let after = self.doc.transact().state_vector();
-        let gained = after.iter().filter_map(|(client, &to)| {
-            let from = before.get(client);
-            (to > from).then_some((client.get(), from, to))
-        });
-        Ok(gained.collect())
+        Ok(())
     }
 
     /// Whether this copy holds `count` keystrokes of each of `editors` editors.
@@ -319,6 +312,10 @@ impl Typist {
         let vector = self.doc.transact().state_vector();
         (0..editors as u64).all(|e| vector.get(&ClientID::new(EDITOR_CLIENT + e)) >= count)
     }
+}
+
+fn decode_update(update: &[u8]) -> Result<Update, String> {
+    Update::decode_v1(update).map_err(|e| format!("an update that does not decode: {e}"))
 }
 
 /// One WebSocket connection speaking the app's JSON frames.
@@ -505,6 +502,27 @@ fn editor_of(client: u64, editors: usize) -> Option<usize> {
     (index < editors).then_some(index)
 }
 
+/// The other editors' keystrokes that `update` carries and `seen` did not have yet, as
+/// (editor, clock), marked seen. `seen` has one entry per editor; `me` is the reader's own.
+fn newly_arrived(seen: &mut [Vec<bool>], update: &Update, me: usize) -> Vec<(usize, u32)> {
+    let mut arrived = Vec::new();
+    for (client, ranges) in update.insertions(true).iter() {
+        let Some(other) = editor_of(client.get(), seen.len()).filter(|&other| other != me) else { continue };
+        let marks = &mut seen[other];
+        for range in ranges.iter() {
+            if marks.len() < range.end as usize {
+                marks.resize(range.end as usize, false);
+            }
+            for clock in range.clone() {
+                if !std::mem::replace(&mut marks[clock as usize], true) {
+                    arrived.push((other, clock));
+                }
+            }
+        }
+    }
+    arrived
+}
+
 /// One editor: a connection (to a node of its own turn) and a copy of the document.
 struct Editor {
     index: usize,
@@ -516,9 +534,9 @@ struct Editor {
     /// Sync step 2s sent in answer to the server's step 1.
     answers: u64,
     /// Updates read and timed but not yet applied to the copy (see [`Editor::catch_up`]).
-    backlog: Vec<Vec<u8>>,
-    /// Each editor's clock as far as the updates read so far carry it.
-    seen: Vec<u32>,
+    backlog: Vec<Update>,
+    /// Which of each editor's keystrokes (by clock) the updates read so far carried.
+    seen: Vec<Vec<bool>>,
 }
 
 impl Editor {
@@ -570,21 +588,14 @@ impl Editor {
     /// the generator's own work grew with the document until it, not the server, set the tail.
     fn merge(&mut self, pending: &mut Vec<Vec<u8>>, at: Instant, typing: &Typing) -> Result<(), String> {
         for update in pending.drain(..) {
-            let decoded = Update::decode_v1(&update).map_err(|e| format!("an update that does not decode: {e}"))?;
-            for (client, ranges) in decoded.insertions(true).iter() {
-                let Some(other) = editor_of(client.get(), typing.editors).filter(|&other| other != self.index) else {
-                    continue;
-                };
-                let times = typing.typed[other].borrow();
-                let mut arrived = typing.arrived_ms.borrow_mut();
-                for range in ranges.iter() {
-                    let from = self.seen[other].max(range.start);
-                    self.seen[other] = self.seen[other].max(range.end);
-                    let waited = (from..range.end).filter_map(|clock| times.get(clock as usize));
-                    arrived.extend(waited.map(|&typed| ms(at.saturating_duration_since(typed))));
-                }
-            }
-            self.backlog.push(update);
+            let decoded = decode_update(&update)?;
+            let times = &typing.typed;
+            let waited =
+                newly_arrived(&mut self.seen, &decoded, self.index).into_iter().filter_map(|(other, clock)| {
+                    times[other].borrow().get(clock as usize).map(|&typed| ms(at.saturating_duration_since(typed)))
+                });
+            typing.arrived_ms.borrow_mut().extend(waited);
+            self.backlog.push(decoded);
         }
         Ok(())
     }
@@ -592,8 +603,7 @@ impl Editor {
     /// Apply the updates kept by [`Editor::merge`], in one transaction.
     fn catch_up(&mut self) -> Result<(), String> {
         if !self.backlog.is_empty() {
-            self.copy.apply(&self.backlog)?;
-            self.backlog.clear();
+            self.copy.apply_decoded(self.backlog.drain(..))?;
         }
         Ok(())
     }
@@ -675,7 +685,7 @@ async fn editor(typing: Rc<Typing>, index: usize, addr: SocketAddr) {
             unacked: 0,
             answers: 0,
             backlog: Vec::new(),
-            seen: vec![0; typing.editors],
+            seen: vec![Vec::new(); typing.editors],
         };
         editor.run(&typing).await
     };
@@ -1059,17 +1069,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keystrokes_are_one_clock_each_and_copies_see_which_they_gained() {
+    fn keystrokes_are_one_clock_each_and_each_counts_once_when_it_arrives() {
         let mut ann = Typist::new(EDITOR_CLIENT, 1);
         let bob = Typist::new(EDITOR_CLIENT + 1, 1);
         let updates: Vec<(u32, Vec<u8>)> = (0..5).map(|_| ann.keystroke()).collect();
         assert_eq!(updates.iter().map(|(clock, _)| *clock).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
-        assert_eq!(bob.apply(std::slice::from_ref(&updates[0].1)).unwrap(), [(EDITOR_CLIENT, 0, 1)]);
-        // Out of order: held back until the one before it comes, then both are gained.
-        assert!(bob.apply(std::slice::from_ref(&updates[2].1)).unwrap().is_empty());
-        assert_eq!(bob.apply(std::slice::from_ref(&updates[1].1)).unwrap(), [(EDITOR_CLIENT, 1, 3)]);
-        assert!(bob.apply(std::slice::from_ref(&updates[1].1)).unwrap().is_empty(), "twice changes nothing");
-        for (_, update) in &updates[3..] {
+        // Bob (editor 1) reads Ann's (editor 0): each keystroke counts once, when its frame
+        // comes, in whatever order; his own never count.
+        let mut seen = vec![Vec::new(); 2];
+        let read = |seen: &mut Vec<Vec<bool>>, n: usize| newly_arrived(seen, &decode_update(&updates[n].1).unwrap(), 1);
+        assert_eq!(read(&mut seen, 0), [(0, 0)]);
+        assert_eq!(read(&mut seen, 2), [(0, 2)]);
+        assert_eq!(read(&mut seen, 1), [(0, 1)], "one that came late still counts");
+        assert!(read(&mut seen, 1).is_empty(), "twice counts once");
+        assert!(newly_arrived(&mut seen, &decode_update(&updates[3].1).unwrap(), 0).is_empty(), "my own");
+        for (_, update) in &updates {
             bob.apply(std::slice::from_ref(update)).unwrap();
         }
         assert_eq!(bob.text(), ann.text());
